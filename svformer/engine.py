@@ -1,0 +1,118 @@
+"""DeepSpeed set-up: process group, the engine config, and the engine itself.
+
+`ds_config.json` owns precision, ZeRO and clipping; batch sizes come from the YAML config and are
+injected here, in one place. A batch size written in the JSON that disagrees is an error.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from svformer.config import Config
+from svformer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """Join (or, for a plain `python cli.py train`, create) the process group.
+
+    Returns (rank, world_size, device). Under the deepspeed launcher RANK/WORLD_SIZE/MASTER_* are
+    set; without it we make a one-process group so the same code path runs.
+    """
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def engine_config(cfg: Config, world_size: int) -> dict:
+    """Read `train.ds_config`, apply `train.precision`, inject the batch sizes."""
+    path = Path(cfg.train.ds_config)
+    try:
+        ds = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"DeepSpeed config {path} does not exist (train.ds_config)") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    wanted = {
+        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "train_batch_size": cfg.data.batch_size * cfg.train.grad_accum * world_size,
+    }
+    for key in BATCH_KEYS:
+        if key in ds and ds[key] != "auto" and ds[key] != wanted[key]:
+            raise UserError(f"{path}: {key}={ds[key]} disagrees with the YAML config ({wanted[key]}); "
+                            f"remove it from {path.name}, batch sizes come from data.batch_size and train.grad_accum")
+    ds.update(wanted)
+    precision = cfg.train.precision
+    if precision:
+        ds["torch_autocast"] = {"enabled": precision == "bf16", "dtype": "bfloat16"}
+        ds["bf16"] = {"enabled": False}
+        ds.setdefault("fp16", {})["enabled"] = precision == "fp16"
+    if ds.get("fp16", {}).get("enabled") and not torch.cuda.is_available():
+        raise UserError(f"{path}: fp16 needs a GPU; use bf16 or fp32 on CPU (--set train.precision=bf16)")
+    ds.setdefault("zero_allow_untested_optimizer", True)
+    ds.setdefault("steps_per_print", 10**9)
+    return ds
+
+
+def precision_name(ds: dict) -> str:
+    """The precision an engine config selects, for logs."""
+    if ds.get("fp16", {}).get("enabled"):
+        return "fp16"
+    if ds.get("bf16", {}).get("enabled"):
+        return "bf16 (weights)"
+    if ds.get("torch_autocast", {}).get("enabled"):
+        return f"autocast {ds['torch_autocast'].get('dtype', 'bfloat16')}"
+    return "fp32"
+
+
+def initialize(model: torch.nn.Module, optimizer, scheduler, ds: dict):
+    """Wrap model/optimizer/scheduler in a DeepSpeed engine; returns (engine, scheduler)."""
+    import deepspeed
+
+    engine, _, _, engine_scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                          lr_scheduler=scheduler, config=ds)
+    return engine, engine_scheduler
+
+
+def all_true(flag: bool, device: torch.device) -> bool:
+    """True when `flag` holds on every rank (one tiny all-reduce)."""
+    value = torch.tensor([0.0 if flag else 1.0], device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(value)
+    return value.item() == 0.0
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum of a list of floats over ranks."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor.tolist()

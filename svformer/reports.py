@@ -1,0 +1,123 @@
+"""Evaluation reports: metrics.json, predictions.csv, confusion.png, curves.png (matplotlib, no display)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from svformer.config import Config
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def class_names(cfg: Config) -> list[str]:
+    """Names from a `classes.txt` next to the labeled shards' source list, else the label numbers."""
+    for directory in (Path(cfg.data.labeled), Path(cfg.data.val)):
+        names_file = directory / "classes.txt"
+        if names_file.exists():
+            names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+            if len(names) == cfg.model.num_classes:
+                return names
+    return [str(i) for i in range(cfg.model.num_classes)]
+
+
+def confusion_matrix(labels: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K, K) counts, rows = true class, columns = predicted class."""
+    flat = labels * num_classes + pred
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def plot_confusion(matrix: torch.Tensor, names: list[str], title: str, path: Path) -> None:
+    """Row-normalised confusion matrix; tick labels only where they stay readable (<= 40 classes)."""
+    plt = _plt()
+    k = matrix.shape[0]
+    norm = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
+    side = min(4 + 0.12 * k, 16)
+    fig, ax = plt.subplots(figsize=(side, side))
+    image = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if k <= 40:
+        ax.set_xticks(range(k), names, rotation=90, fontsize=max(5, 10 - k // 8))
+        ax.set_yticks(range(k), names, fontsize=max(5, 10 - k // 8))
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
+                            color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(jsonl: Path, path: Path) -> bool:
+    """Training curves from metrics.jsonl: loss terms, pseudo-label stats, validation top-1."""
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if r.get("split") == "train"]
+    val = [r for r in rows if r.get("split") == "val"]
+    if not train:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = [("losses", ("loss", "loss_sup", "loss_unlabeled", "loss_mix")),
+              ("pseudo-labels", ("mask_rate", "pseudo_acc", "pseudo_acc_confident", "confidence"))]
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in train if key in r]
+            if points:
+                ax.plot(*zip(*points), label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    for key in ("student_top1", "teacher_top1"):
+        points = [(r["step"], r[key]) for r in val if key in r]
+        if points:
+            axes[2].plot(*zip(*points), marker="o", label=key)
+    axes[2].set_title("validation top-1 (single view)")
+    axes[2].set_xlabel("step")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt: Path) -> None:
+    """Write every report file for the scored models into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = class_names(cfg)
+    _atomic_write_text(out / "metrics.json", json.dumps(results, indent=2) + "\n")
+    with (out / "predictions.csv.tmp").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["model", "key", "label", "top5", "scores"])
+        for model, (keys, labels, combined) in predictions.items():
+            top = combined.topk(min(5, combined.shape[-1]), dim=-1)
+            for key, label, idx, val in zip(keys, labels.tolist(), top.indices.tolist(), top.values.tolist()):
+                writer.writerow([model, key, label, " ".join(map(str, idx)), " ".join(f"{v:.4f}" for v in val)])
+    os.replace(out / "predictions.csv.tmp", out / "predictions.csv")
+    for i, (model, (keys, labels, combined)) in enumerate(predictions.items()):
+        matrix = confusion_matrix(labels, combined.argmax(-1), cfg.model.num_classes)
+        title = f"{model}: top-1 {results[model]['top1']:.1%} ({results[model]['views']} views)"
+        plot_confusion(matrix, names, title, out / ("confusion.png" if i == 0 else f"confusion-{model}.png"))
+    run_dir = ckpt if ckpt.is_dir() and (ckpt / "metrics.jsonl").exists() else ckpt.parent.parent
+    if (run_dir / "metrics.jsonl").exists():
+        plot_curves(run_dir / "metrics.jsonl", out / "curves.png")
