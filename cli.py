@@ -55,6 +55,120 @@ def cli() -> None:
 
 
 # ---------------------------------------------------------------- data: synth, split, prep, inspect
+# Owned by the prep module (prep/); each command is a thin wrapper over one prep.* function.
+
+
+def _data_logging() -> None:
+    """INFO logs to stderr for the data commands (no-op when logging is already configured)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (videos/, all.txt, classes.txt).")
+@click.option("--videos-per-class", default=24, show_default=True, type=click.IntRange(min=1),
+              help="Videos per class (8 classes).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed; same seed, same videos.")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Parallel renderers/encoders [default: CPU count].")
+def synth(out: str, videos_per_class: int, seed: int, workers: int | None) -> None:
+    """Write the synthetic demo action dataset: 8 motion classes that only time tells apart.
+
+    Real h264 mp4 files (varied size, fps, duration, colours, shapes, noise), a list `all.txt`
+    (`<path> <label>`, paths relative to OUT) and `classes.txt` (one class name per line).
+    """
+    from prep.synth import synthesize
+
+    _data_logging()
+    listing = synthesize(out, videos_per_class=videos_per_class, seed=seed, workers=workers)
+    click.echo(f"wrote {videos_per_class * 8} videos and {listing}")
+
+
+@cli.command()
+@click.option("--list", "list_path", required=True, type=click.Path(dir_okay=False),
+              help="Labeled list: `<path> <label>` per line.")
+@click.option("--labeled", required=True, type=float,
+              help="Fraction of each class's training videos that keep labels, in (0, 1]; at least one per class.")
+@click.option("--val", default=0.0, show_default=True, type=float,
+              help="Fraction of each class held out for validation (taken first), in [0, 1).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Random seed; the split is deterministic for a seed.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output directory for labeled.txt, unlabeled.txt, val.txt.")
+def split(list_path: str, labeled: float, val: float, seed: int, out: str) -> None:
+    """Stratified split of a list into labeled / unlabeled (labels kept, monitoring only) / val.
+
+    Paths are written as in the input list, so prep the outputs with `--data-root` set to the input
+    list's directory when its paths are relative.
+    """
+    from prep.lists import split_list
+
+    written = split_list(list_path, out, labeled=labeled, val=val, seed=seed)
+    counts = {name: path.read_text(encoding="utf-8").count("\n") for name, path in written.items()}
+    click.echo(" ".join(f"{name}={count}" for name, count in counts.items()) + f" -> {out}")
+
+
+@cli.command()
+@click.option("--list", "list_path", required=True, type=click.Path(dir_okay=False),
+              help="List file: `<path> <label>` per line (label optional for unlabeled data).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output directory for shards, manifest.json, failures.tsv.")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False),
+              help="Base of relative list paths [default: the list file's directory].")
+@click.option("--num-classes", default=None, type=click.IntRange(min=1),
+              help="Labels must lie in [0, N) (or -1 = unknown).")
+@click.option("--short-side", default=256, show_default=True, type=click.IntRange(min=8),
+              help="Resize the short side to this many pixels (never upscales).")
+@click.option("--fps", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Frame-rate cap; slower sources keep all their frames.")
+@click.option("--quality", default=90, show_default=True, type=click.IntRange(1, 100),
+              help="JPEG quality 1-100 (mapped onto ffmpeg -q:v 31..2).")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Parallel ffmpeg processes [default: CPU count].")
+@click.option("--shard-size", default="1GB", show_default=True,
+              help="Roll over to a new shard at this size (1GB, 500MB, 64KiB, bytes).")
+@click.option("--part", default=None,
+              help="Prep only part i/N (1-based) of the list's valid entries, e.g. 3/8; names shard-pIIofNN-*.tar.")
+@click.option("--max-failures", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="Exit non-zero when more than this fraction of entries fail.")
+def prep(list_path: str, out: str, data_root: str | None, num_classes: int | None, short_side: int, fps: float,
+         quality: int, workers: int | None, shard_size: str, part: str | None, max_failures: float) -> None:
+    """Decode list-file videos into JPEG-frame tar shards (one ffmpeg process per video).
+
+    Bad videos are skipped and recorded with file, line and reason (failures.tsv, manifest.json).
+    A rerun after an interruption keeps the finished shards and produces the same bytes.
+    """
+    from prep.decode import DecodeSettings
+    from prep.shards import parse_part, parse_size, prep_list
+
+    _data_logging()
+    manifest = prep_list(list_path, out, DecodeSettings(short_side=short_side, fps=fps, quality=quality),
+                         data_root=data_root, num_classes=num_classes, shard_size=parse_size(shard_size),
+                         workers=workers, part=parse_part(part) if part else None, max_failures=max_failures)
+    click.echo(f"{manifest['num_samples']} videos, {manifest['num_frames']} frames in {len(manifest['shards'])} "
+               f"shard(s) -> {out}; {len(manifest['failures'])} failed")
+
+
+@cli.command(name="inspect")
+@click.argument("path", type=click.Path())
+@click.option("--verify", is_flag=True, help="Decode every JPEG and check frames, sizes and checksums.")
+def inspect_cmd(path: str, verify: bool) -> None:
+    """Print one JSON line per sample of a prep directory or shard, then a summary line.
+
+    With --verify, also one JSON line per problem; exits non-zero when there is any.
+    """
+    import json
+
+    from prep.inspect_shards import inspect_path
+
+    problems = 0
+    for record in inspect_path(path, verify=verify):
+        problems += "problem" in record
+        click.echo(json.dumps(record))
+    if problems:
+        raise UserError(f"{path}: {problems} problem(s) found (see the 'problem' lines above)")
 
 
 # ---------------------------------------------------------------- training and evaluation

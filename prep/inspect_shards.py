@@ -1,0 +1,142 @@
+"""What a prep directory or shard holds: one record per sample, a summary, and `verify` checks.
+
+`verify` decodes every JPEG (torchvision.io.decode_jpeg) and checks it against the sample's JSON
+(frame count, frame sizes, height/width), and for a directory checks each manifest shard's size
+and SHA-256. Problems are yielded as records too, so the CLI can print everything it found.
+"""
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prep.tarfmt import file_sha256
+from svformer.errors import UserError
+
+SAMPLE_FIELDS = ("key", "label", "num_frames", "height", "width", "fps", "source")
+
+
+def shard_paths(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
+    """The shards of a prep directory (from its manifest.json when present, else *.tar) or one tar."""
+    if path.is_file():
+        return [path], None
+    if not path.is_dir():
+        raise UserError(f"{path}: no such shard file or directory")
+    manifest_path = path / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise UserError(f"{manifest_path}: not valid JSON ({err}); re-run prep into this directory") from None
+        return [path / s["name"] for s in manifest["shards"]], manifest
+    tars = sorted(path.glob("*.tar"))
+    if not tars:
+        raise UserError(f"{path}: no manifest.json and no *.tar shards; is this a prep output directory?")
+    return tars, None
+
+
+def iter_members(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) per sample, in tar order (members of a key are adjacent)."""
+    key: str | None = None
+    group: dict[str, bytes] = {}
+    with tarfile.open(tar_path, mode="r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            name = info.name.rsplit("/", 1)[-1]
+            stem, _, ext = name.partition(".")
+            if stem != key and key is not None:
+                yield key, group
+                group = {}
+            key = stem
+            handle = tar.extractfile(info)
+            group[ext] = handle.read() if handle is not None else b""
+    if key is not None:
+        yield key, group
+
+
+def _verify_sample(meta: dict[str, Any], blob: bytes) -> list[str]:
+    """Problems with one sample's JPEG blob versus its JSON (decodes every frame)."""
+    import torch
+    from torchvision.io import decode_jpeg
+
+    sizes = meta.get("frame_sizes") or []
+    if len(sizes) != meta.get("num_frames"):
+        return [f"{len(sizes)} frame_sizes for num_frames={meta.get('num_frames')}"]
+    if sum(sizes) != len(blob):
+        return [f"frame_sizes add up to {sum(sizes)} bytes but the .jpgs member has {len(blob)}"]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    data = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8)
+    problems = []
+    for i in range(len(sizes)):
+        try:
+            frame = decode_jpeg(data[offsets[i] : offsets[i + 1]])
+        except RuntimeError as err:
+            problems.append(f"frame {i}: JPEG does not decode ({str(err).splitlines()[0]})")
+            continue
+        if tuple(frame.shape[1:]) != (meta.get("height"), meta.get("width")):
+            problems.append(f"frame {i}: {frame.shape[1]}x{frame.shape[2]} pixels, JSON says "
+                            f"{meta.get('height')}x{meta.get('width')} (height x width)")
+    return problems
+
+
+def _label_order(label: str) -> int:
+    """Sort key for histogram labels ("-1", "0", ..., anything odd last)."""
+    return int(label) if label.lstrip("-").isdigit() else 1 << 30
+
+
+def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield {"shard", key, label, num_frames, height, width, fps, source} per sample, then problem
+    records ({"problem", "shard", "key"}) when `verify`, and finally {"summary": {...}}."""
+    shards, manifest = shard_paths(Path(path))
+    samples = frames = problems = 0
+    classes: dict[str, int] = {}
+
+    def problem(shard: Path, key: str | None, reason: str) -> dict[str, Any]:
+        nonlocal problems
+        problems += 1
+        return {"problem": reason, "shard": shard.name, "key": key}
+
+    by_name = {s["name"]: s for s in manifest["shards"]} if manifest else {}
+    for shard in shards:
+        if not shard.is_file():
+            yield problem(shard, None, "shard listed in manifest.json is missing")
+            continue
+        count = 0
+        try:
+            for key, group in iter_members(shard):
+                count += 1
+                try:
+                    meta = json.loads(group["json"])
+                except (KeyError, ValueError) as err:
+                    yield problem(shard, key, f"missing or invalid {key}.json ({err})")
+                    continue
+                samples += 1
+                frames += int(meta.get("num_frames", 0))
+                classes[str(meta.get("label"))] = classes.get(str(meta.get("label")), 0) + 1
+                yield {"shard": shard.name, **{f: meta.get(f) for f in SAMPLE_FIELDS}}
+                if verify:
+                    if "jpgs" not in group:
+                        yield problem(shard, key, f"no {key}.jpgs member")
+                        continue
+                    for reason in _verify_sample(meta, group["jpgs"]):
+                        yield problem(shard, key, reason)
+        except (tarfile.TarError, OSError) as err:
+            yield problem(shard, None, f"unreadable tar ({err})")
+            continue
+        listed = by_name.get(shard.name)
+        if verify and listed is not None:
+            if listed["samples"] != count:
+                yield problem(shard, None, f"{count} samples, manifest.json says {listed['samples']}")
+            if shard.stat().st_size != listed["bytes"] or file_sha256(shard) != listed["sha256"]:
+                yield problem(shard, None, "size or SHA-256 differs from manifest.json")
+    summary = {"path": str(path), "shards": len(shards), "samples": samples, "frames": frames,
+               "classes": dict(sorted(classes.items(), key=lambda kv: _label_order(kv[0]))),
+               "failures_at_prep": len(manifest["failures"]) if manifest else None}
+    if verify:
+        summary["problems"] = problems
+    yield {"summary": summary}

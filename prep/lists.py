@@ -1,0 +1,230 @@
+"""List files: parsing and validation, sample keys, and the stratified labeled/unlabeled/val split.
+
+A list has one video per line: `<path> <label>`. The label is the last whitespace-separated token,
+so paths may contain spaces. Blank lines and `#` comments are skipped; CRLF is accepted; a UTF-8
+BOM is ignored. Relative paths are joined to `data_root` when given, else to the list file's own
+directory (so `all.txt` written next to the videos works as is).
+
+Unlabeled lists may omit the label: a line whose last token is not an integer, and whose whole
+text names an existing file, is that file with label -1. Any other line whose last token is not an
+integer is a bad-label failure. Bad labels, out-of-range labels and duplicates are recorded as
+`Failure(line, source, reason)` rather than raised; a list that cannot be read at all (missing,
+binary, not UTF-8, no entries) raises `UserError`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from svformer.errors import UserError
+
+_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
+KEY_STEM_CHARS = 56  # 7 digits + "_" + 56 = the 64-character key limit of docs/architecture.md
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One valid list line."""
+
+    line: int
+    """1-based line number in the list file."""
+    source: str
+    """The path exactly as written in the list (recorded in the shard JSON)."""
+    path: str
+    """The path prep opens: `source` joined to the data root (absolute or relative to the cwd)."""
+    label: int
+    """Class index, or -1 when the list gives none."""
+
+    @property
+    def key(self) -> str:
+        """Sample key `{line:07d}_{safe stem}`: [A-Za-z0-9_-] only, at most 64 characters."""
+        return sample_key(self.line, self.source)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A list line or video that was skipped, and why (one line of failures.tsv)."""
+
+    line: int
+    source: str
+    reason: str
+
+
+@dataclass
+class ParsedList:
+    """A parsed list: the valid entries in list order and the failed lines."""
+
+    path: Path
+    entries: list[Entry] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Number of entry lines (valid + failed); blank and comment lines are not counted."""
+        return len(self.entries) + len(self.failures)
+
+
+def sample_key(line: int, source: str) -> str:
+    """The sample key for list line `line` (1-based) naming `source`; unique within a list.
+
+    No dots (webdataset splits keys at the first dot) and no path separators.
+    """
+    stem = os.path.splitext(os.path.basename(source.replace("\\", "/")))[0]
+    stem = _UNSAFE.sub("_", stem).strip("_")[:KEY_STEM_CHARS] or "video"
+    return f"{line:07d}_{stem}"
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """The lines of a text list file (CRLF and a BOM tolerated); UserError if it is not readable text."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: list file not found; pass an existing '<path> <label>' list") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read list file ({err.strerror or err})") from None
+    if b"\0" in raw:
+        raise UserError(f"{path}: binary file, not a list; a list has one '<path> <label>' per line")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (bad byte at offset {err.start}); save the list as UTF-8") from None
+    # split('\n') rather than splitlines(): the latter also breaks on \x0c, \x1c, U+2028... inside paths.
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def resolve(source: str, base: Path) -> str:
+    """The path to open for `source`: unchanged when absolute, else joined to `base`."""
+    return source if os.path.isabs(source) else os.path.normpath(os.path.join(base, source))
+
+
+def read_list(
+    path: str | Path,
+    data_root: str | Path | None = None,
+    num_classes: int | None = None,
+    require_labels: bool = False,
+) -> ParsedList:
+    """Parse and validate a list file.
+
+    Args:
+        path: the list file.
+        data_root: base for relative paths (default: the list file's directory).
+        num_classes: when given, labels must lie in [0, num_classes) (or be -1 = unknown).
+        require_labels: reject lines without a label (and explicit -1), as `split` needs.
+
+    Returns: ParsedList with entries in list order and failures (file:line + reason) for bad lines.
+    Raises: UserError when the file is missing, unreadable, binary or has no entry lines.
+    """
+    path = Path(path)
+    base = Path(data_root) if data_root is not None else path.parent
+    if data_root is not None and not base.is_dir():
+        raise UserError(f"--data-root {data_root}: not a directory")
+    result = ParsedList(path=path)
+    first_line_of: dict[str, int] = {}
+    for number, raw in enumerate(read_text_lines(path), start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        parsed = _parse_line(text, number, base, num_classes, require_labels)
+        if isinstance(parsed, Failure):
+            result.failures.append(parsed)
+            continue
+        ident = os.path.normcase(os.path.abspath(parsed.path))
+        if ident in first_line_of:
+            result.failures.append(Failure(number, parsed.source, f"duplicate of line {first_line_of[ident]}"))
+            continue
+        first_line_of[ident] = number
+        result.entries.append(parsed)
+    if result.total == 0:
+        raise UserError(f"{path}: no entries (only blank or comment lines); a list has one '<path> <label>' per line")
+    return result
+
+
+def _parse_line(text: str, number: int, base: Path, num_classes: int | None, require_labels: bool) -> Entry | Failure:
+    """One stripped, non-comment line -> Entry, or Failure with the reason."""
+    parts = text.rsplit(None, 1)
+    last = parts[-1]
+    if not _INT.fullmatch(last):
+        # No integer label: an unlabeled line iff the whole line names an existing file.
+        whole = resolve(text, base)
+        if not require_labels and os.path.isfile(whole):
+            return Entry(number, text, whole, -1)
+        if len(parts) == 1:
+            return Failure(number, text, f"no label, and no file {whole} exists for an unlabeled line")
+        return Failure(number, parts[0], f"label {last!r} is not an integer")
+    if len(parts) == 1:
+        return Failure(number, "", f"line has only the label {last!r}, no path")
+    source, label = parts[0], int(last)
+    if label == -1 and require_labels:
+        return Failure(number, source, "label -1 (unknown) where a class label is required")
+    if label < -1 or (num_classes is not None and label >= num_classes):
+        valid = f"[0, {num_classes})" if num_classes is not None else "0 or more"
+        return Failure(number, source, f"label {label} out of range (valid: {valid}, or -1 for unknown)")
+    return Entry(number, source, resolve(source, base), label)
+
+
+def write_list(path: Path, entries: list[Entry]) -> None:
+    """Write `<source> <label>` lines (sources as in the input list), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{e.source} {e.label}\n" for e in entries), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def stratified_split(entries: list[Entry], labeled: float, val: float, seed: int) -> dict[str, list[Entry]]:
+    """Split entries per class: val first, then the labeled fraction of the rest, the rest unlabeled.
+
+    Per class with n videos: n_val = round(val * n) (at most n - 1); of the n - n_val training
+    videos, n_lab = round(labeled * (n - n_val)), at least 1. Deterministic for a seed (each class
+    is shuffled by its own `random.Random(f"{seed}:{label}")`); each part is returned in list order.
+    Unlabeled entries keep their labels (for monitoring only).
+    """
+    by_class: dict[int, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_class[entry.label].append(entry)
+    parts: dict[str, list[Entry]] = {"labeled": [], "unlabeled": [], "val": []}
+    for label in sorted(by_class):
+        members = list(by_class[label])
+        random.Random(f"{seed}:{label}").shuffle(members)
+        n = len(members)
+        n_val = min(n - 1, _round_half_up(val * n))
+        n_lab = min(n - n_val, max(1, _round_half_up(labeled * (n - n_val))))
+        parts["val"] += members[:n_val]
+        parts["labeled"] += members[n_val : n_val + n_lab]
+        parts["unlabeled"] += members[n_val + n_lab :]
+    return {name: sorted(part, key=lambda e: e.line) for name, part in parts.items()}
+
+
+def split_list(list_path: str | Path, out_dir: str | Path, labeled: float, val: float, seed: int) -> dict[str, Path]:
+    """Read a labeled list and write labeled.txt, unlabeled.txt and (when val > 0) val.txt to out_dir.
+
+    Returns: {"labeled": path, "unlabeled": path, ["val": path]}.
+    Raises: UserError for bad fractions or any bad line (naming the first one).
+    """
+    if not 0.0 < labeled <= 1.0:
+        raise UserError(f"--labeled {labeled}: must be a fraction in (0, 1]")
+    if not 0.0 <= val < 1.0:
+        raise UserError(f"--val {val}: must be a fraction in [0, 1)")
+    parsed = read_list(list_path, require_labels=True)
+    if parsed.failures:
+        first = parsed.failures[0]
+        raise UserError(f"{list_path}:{first.line}: {first.reason} ({len(parsed.failures)} bad line(s)); "
+                        "fix the list before splitting")
+    parts = stratified_split(parsed.entries, labeled, val, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, part in parts.items():
+        if name == "val" and val == 0.0:
+            continue
+        written[name] = out / f"{name}.txt"
+        write_list(written[name], part)
+    return written
