@@ -1,0 +1,275 @@
+"""Weights in and out: ImageNet ViT initialisation, official TimeSformer/SVFormer import, export.
+
+Everything read from disk goes through `torch.load(weights_only=True)` or safetensors; every
+problem a user can fix is a one-line `UserError` naming the file.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from svformer.errors import UserError
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "svformer-export"
+EXPORT_VERSION = "1"
+# ImageNet classifier parts a video model never uses.
+_IMAGENET_DROPPED = re.compile(r"^(head|head_dist|fc_norm|pre_logits|dist_token)(\.|$)")
+_CONTAINER_KEYS = ("model_state", "state_dict", "model", "module")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} from a .safetensors / torch file (container dicts unwrapped)."""
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"checkpoint {path} could not be read ({first})") from None
+    return _unwrap(obj, str(path))
+
+
+def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """Find the state dict inside common containers ({"model_state": ...}, {"model": ...}) and drop DDP's `module.`."""
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            raise UserError(f"{source}: no state dict found (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise UserError(f"{source}: expected a state dict, found {type(obj).__name__}")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
+    """A JAX/big_vision ViT .npz as a timm state dict, via timm's own npz loader.
+
+    A timm ViT of the model's width/depth/heads and of the checkpoint's own patch grid is built, so
+    that the position embedding is resized below (nearest), like every other format.
+    """
+    import numpy as np
+    from timm.models.vision_transformer import VisionTransformer, _load_weights
+
+    try:
+        with np.load(path) as npz:
+            pos_key = next(k for k in npz.files if k.endswith("pos_embedding"))
+            num_pos = npz[pos_key].shape[-2]
+    except (OSError, ValueError, StopIteration) as err:
+        raise UserError(f"checkpoint {path} is not a ViT .npz ({type(err).__name__})") from None
+    grid = math.isqrt(num_pos - 1)
+    block = model.blocks[0]
+    vit = VisionTransformer(img_size=grid * model.patch_size, patch_size=model.patch_size,
+                            embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
+                            mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, num_classes=0)
+    try:
+        _load_weights(vit, str(path))
+    except (KeyError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: not a ViT of this shape (first problem: {first})") from None
+    return vit.state_dict()
+
+
+def _resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1 + n*n, D) -> (1, 1 + gh*gw, D): nearest resize of the spatial grid, cls entry kept."""
+    side = math.isqrt(pos.shape[1] - 1)
+    cls_pos, table = pos[:, :1], rearrange(pos[:, 1:], "1 (h w) d -> 1 d h w", h=side)
+    table = F.interpolate(table.float(), size=grid, mode="nearest").to(pos.dtype)
+    return torch.cat([cls_pos, rearrange(table, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+def _resize_time_embed(time: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(1, T0, D) -> (1, T, D), nearest (as the official code)."""
+    table = F.interpolate(rearrange(time, "1 t d -> 1 d t").float(), size=num_frames, mode="nearest")
+    return rearrange(table, "1 d t -> 1 t d").to(time.dtype)
+
+
+def _fit_embeddings(state: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Resize pos_embed / time_embed in `state` (in place) to the model's grid and T when only those differ."""
+    pos, time = state.get("pos_embed"), state.get("time_embed")
+    if pos is not None and pos.shape != model.pos_embed.shape and pos.shape[-1] == model.embed_dim \
+            and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1:
+        state["pos_embed"] = _resize_pos_embed(pos, model.grid_size)
+    if time is not None and time.shape != model.time_embed.shape and time.shape[-1] == model.embed_dim:
+        state["time_embed"] = _resize_time_embed(time, model.time_embed.shape[1])
+
+
+def _shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
+    return [f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+            for k, v in state.items() if k in target and v.shape != target[k].shape]
+
+
+def _first(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+# ---------------------------------------------------------------- ImageNet ViT
+
+
+def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Initialise a TimeSformer from timm-format ImageNet ViT weights (.pth/.pt/.bin, .safetensors, .npz).
+
+    `attn`/`norm1` are also copied into `temporal_attn`/`temporal_norm1`; the position embedding is
+    resized (nearest) if the patch grid differs; the ImageNet head (and fc_norm/pre_logits) is dropped.
+    `temporal_fc`, `time_embed` and `head` keep their initialisation.
+
+    Returns:
+        {"loaded": [...], "from_spatial": [...], "skipped": [...], "missing": [...]} of parameter names.
+    Raises:
+        UserError: unreadable file or a shape mismatch (e.g. another embed dim), naming the first key.
+    """
+    path = Path(path)
+    source = _read_npz(path, model) if path.suffix == ".npz" else _read_file(path)
+    target = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    report: dict[str, list[str]] = {"loaded": [], "from_spatial": [], "skipped": [], "missing": []}
+    for key, value in source.items():
+        if _IMAGENET_DROPPED.match(key) or key not in target:
+            report["skipped"].append(key)
+        else:
+            state[key] = value
+            report["loaded"].append(key)
+    for key in target:  # temporal branch starts as a copy of the spatial one
+        spatial = key.replace("temporal_attn.", "attn.").replace("temporal_norm1.", "norm1.")
+        if spatial != key and spatial in state:
+            state[key] = state[spatial]
+            report["from_spatial"].append(key)
+    _fit_embeddings(state, model)
+    bad = _shape_mismatches(state, target)
+    if bad:
+        raise UserError(f"{path}: weights do not fit this model; first mismatch {bad[0]}"
+                        f" ({len(bad)} in all): use a ViT of the same size/patch")
+    report["missing"] = [k for k in target if k not in state]
+    if not report["loaded"]:
+        raise UserError(f"{path}: no ViT weights recognised (keys like {_first(list(source), 3)})")
+    model.load_state_dict(state, strict=False)
+    log.info("ImageNet init from %s: %d loaded, %d temporal copied from spatial, %d skipped (%s), %d left at init (%s)",
+             path, len(report["loaded"]), len(report["from_spatial"]), len(report["skipped"]),
+             _first(report["skipped"], 3), len(report["missing"]), _first(report["missing"], 3))
+    return report
+
+
+# ---------------------------------------------------------------- official TimeSformer / SVFormer
+
+
+def _official_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """TimeSformer (`model.*`, head `model.head.*`) and SVFormer (`model.*`, head `head.*`) -> our names.
+
+    Returns the renamed state and {our name: name in the file} for error messages.
+    """
+    out: dict[str, torch.Tensor] = {}
+    original: dict[str, str] = {}
+    for key, value in state.items():
+        name = key[len("model."):] if key.startswith("model.") else key
+        if name in out:  # e.g. both model.head.* and head.*: ambiguous, keep it visible as unexpected
+            name = key
+        out[name], original[name] = value, key
+    return out, original
+
+
+def load_official(model: nn.Module, path_or_state_dict: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Load an official TimeSformer `.pyth`, an SVFormer checkpoint, or a state dict of our own layout, strictly.
+
+    The time embedding is interpolated if the checkpoint was trained with another T (and the
+    position embedding resized if the patch grid differs).
+
+    Returns:
+        {"source": str, "loaded": int} (number of tensors).
+    Raises:
+        UserError: unreadable file, or missing/unexpected keys or shape mismatches (first few + counts).
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        source = "state dict"
+        raw = _unwrap(path_or_state_dict, source)
+    else:
+        source = str(path_or_state_dict)
+        raw = _read_file(Path(path_or_state_dict))
+    state, original = _official_to_ours(raw)
+    target = model.state_dict()
+    _fit_embeddings(state, model)
+    missing = [k for k in target if k not in state]
+    unexpected = [original[k] for k in state if k not in target]
+    bad = _shape_mismatches(state, target)
+    if missing or unexpected or bad:
+        parts = [f"{len(v)} {what} ({_first(v)})" for what, v in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", bad)) if v]
+        raise UserError(f"{source}: not a checkpoint of this model: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
+    log.info("loaded %d tensors from %s", len(state), source)
+    return {"source": source, "loaded": len(state)}
+
+
+# ---------------------------------------------------------------- export
+
+
+def save_exported(path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict,
+                  num_classes: int) -> Path:
+    """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename).
+
+    Args:
+        path: destination file (conventionally `*.safetensors`).
+        state_dict: the model weights (any device/dtype; stored as given, on CPU).
+        config_dict: the resolved run config as plain JSON-able data (`config.to_dict`).
+        num_classes: classifier outputs.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    metadata = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                "config": json.dumps(config_dict), "num_classes": str(int(num_classes))}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]:
+    """Read a file written by `save_exported` -> (state_dict, config_dict, num_classes).
+
+    Raises:
+        UserError: missing file, not safetensors, or a safetensors file not written by svformer.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"exported model {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != EXPORT_FORMAT:
+                raise UserError(f"{path} is not an svformer export (no '{EXPORT_FORMAT}' metadata);"
+                                " use `cli.py export` to make one")
+            if meta.get("version") != EXPORT_VERSION:
+                raise UserError(f"{path}: export format version {meta.get('version')!r} is not supported"
+                                f" (expected {EXPORT_VERSION})")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        return state, json.loads(meta["config"]), int(meta["num_classes"])
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    except (KeyError, ValueError) as err:
+        raise UserError(f"{path}: corrupt svformer export metadata ({err})") from None
