@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo-data: $(STAMP)
-	$(PY) cli.py synth --out $(DEMO)
+	$(PY) cli.py synth --out $(DEMO) --videos-per-class 40
 	$(PY) cli.py split --list $(DEMO)/all.txt --labeled 0.1 --val 0.2 --seed 0 --out $(DEMO)/lists
 	for part in labeled unlabeled val; do \
 	  $(PY) cli.py prep --list $(DEMO)/lists/$$part.txt --data-root $(DEMO) --num-classes 8 \

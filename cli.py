@@ -48,7 +48,7 @@ def cli() -> None:
     Typical flow:
       python cli.py synth --out data/demo                 # or bring your own <path> <label> lists
       python cli.py split --list data/demo/all.txt --labeled 0.1 --val 0.2 --out lists/demo
-      python cli.py prep  --list lists/demo/labeled.txt --out shards/labeled
+      python cli.py prep  --list lists/demo/labeled.txt --data-root data/demo --out shards/labeled
       deepspeed cli.py train --config configs/demo.yaml
       python cli.py eval  --ckpt runs/demo
     """
@@ -255,6 +255,25 @@ def export(ckpt: str, out: str, which: str) -> None:
 
     path = run_export(ckpt, out, which)
     click.echo(f"exported {which} to {path}")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, type=click.Choice(["prep", "loader", "model", "ssl", "e2e", "all"]))
+def bench(names: tuple[str, ...]) -> None:
+    """Run benchmarks (default: all) and write bench/results/*.json and summary.md.
+
+    \b
+    prep    prep wall time vs bare ffmpeg (prep_over_ffmpeg)
+    loader  shard streams vs on-the-fly PyAV decoding and the JPEG-decode bound
+    model   fused (SDPA + bf16) vs unfused float32 train step, per variant
+    ssl     SVFormer vs supervised-only on the demo data, 3 seeds, plus ablations
+    e2e     the whole demo pipeline, stage by stage
+    """
+    import subprocess
+
+    chosen = [] if not names or "all" in names else list(names)
+    result = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "bench" / "run_all.py"), *chosen])
+    sys.exit(result.returncode)
 
 
 if __name__ == "__main__":

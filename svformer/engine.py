@@ -77,9 +77,30 @@ def engine_config(cfg: Config, world_size: int) -> dict:
         ds.setdefault("fp16", {})["enabled"] = precision == "fp16"
     if ds.get("fp16", {}).get("enabled") and not torch.cuda.is_available():
         raise UserError(f"{path}: fp16 needs a GPU; use bf16 or fp32 on CPU (--set train.precision=bf16)")
+    if not precision and not torch.cuda.is_available() and not cpu_has_native_bf16() and _wants_bf16(ds):
+        # emulated bf16 matmuls run ~10x slower than float32 on such CPUs (bench/model.py)
+        log.warning("this CPU has no native bf16 (avx512_bf16/amx): training in float32 "
+                    "(--set train.precision=bf16 forces it)")
+        ds["torch_autocast"] = {"enabled": False}
+        ds["bf16"] = {"enabled": False}
     ds.setdefault("zero_allow_untested_optimizer", True)
     ds.setdefault("steps_per_print", 10**9)
     return ds
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists avx512_bf16 or amx_bf16 (bf16 matmuls in hardware)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in text or "amx_bf16" in text
+
+
+def _wants_bf16(ds: dict) -> bool:
+    autocast = ds.get("torch_autocast", {})
+    return bool(ds.get("bf16", {}).get("enabled")) or (bool(autocast.get("enabled"))
+                                                      and autocast.get("dtype", "bfloat16") in ("bfloat16", "bf16"))
 
 
 def precision_name(ds: dict) -> str:
