@@ -50,6 +50,7 @@ def run_arm(name: str, seed: int, overrides: list[str], steps: int | None, work:
     """Train one arm (one process, one thread) and score it with 5x3 views; returns its metrics."""
     out = work / f"{name}-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     sets = [f"train.output_dir={out}", f"train.seed={seed}", "train.val_every=0", *overrides]
     if steps:

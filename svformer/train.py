@@ -99,7 +99,8 @@ def train(cfg: Config) -> Path:
             teacher.load_state_dict(teacher_state)
         log.info("resumed from %s at step %d", ckpt, step)
 
-    labeled = iter(labeled_loader(cfg, rank, world, seed=cfg.train.seed, start_step=step))
+    labeled_stream = labeled_loader(cfg, rank, world, seed=cfg.train.seed, start_step=step)
+    labeled = iter(labeled_stream)
     unlabeled_stream = unlabeled_loader(cfg, rank, world, seed=cfg.train.seed, start_step=step) if cfg.ssl.enabled else None
     unlabeled = iter(unlabeled_stream) if unlabeled_stream is not None else None
     monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0)
@@ -150,8 +151,8 @@ def train(cfg: Config) -> Path:
         if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
             extra = {"lr": scheduler.get_last_lr()[0], "epoch": step * labeled_per_step / max(num_labeled, 1),
                      "stage": 2.0 if ssl_stage else 1.0}
-            if unlabeled_stream is not None:
-                extra["skipped_samples"] = float(unlabeled_stream.stats().get("skipped", 0))
+            streams = [labeled_stream] + ([unlabeled_stream] if unlabeled_stream is not None else [])
+            extra["skipped_samples"] = float(sum(s.stats().get("skipped", 0) for s in streams))
             monitor.flush(step, extra)
         if cfg.train.val_every and (step % cfg.train.val_every == 0 or step == cfg.train.max_steps):
             _validate(cfg, engine.module, teacher, rank, world, device, monitor, step)

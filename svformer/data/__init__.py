@@ -1,12 +1,15 @@
 """Shard streaming: labeled, unlabeled and evaluation pipelines (webdataset, torch DataLoader).
 
 Shards are prep's output (docs/architecture.md, "Shards"): one sample per video, `KEY.json` + all
-frames as concatenated JPEGs in `KEY.jpgs`. The streams decode only the frames a clip needs.
+frames as concatenated JPEGs in `KEY.jpgs`. The streams read and decode only the frames a clip
+needs: local shards are read at random offsets (tarread.py; `pipe:`/remote URLs stream through
+webdataset's tar reader), the clip's JPEG bytes are sliced out, and only those are decoded.
 
 - `shard_urls(spec)`, `read_manifest(dir)`: sources (sources.py).
 - `clip_indices`, `random_clip_start`, `uniform_clip_starts`, `decode_frames`: index math and
   decoding (clips.py). Strides are in *stored* frames (prep caps the fps; the demo data is 15 fps).
-- `labeled_loader`, `unlabeled_loader`, `eval_loader` (streams.py) return a `Stream`.
+- `labeled_loader`, `unlabeled_loader`, `eval_loader` (streams.py) return a `Stream`; the stages
+  they are built from live in stages.py (seeds, faults, splits, batching) and samples.py (per sample).
 
 Training streams are infinite: shards are resampled with a seed derived from
 (train.seed, rank, worker, start_step, stream), so no two ranks or workers share a shard order and
@@ -30,6 +33,7 @@ from svformer.data.sources import read_manifest, shard_urls
 from svformer.data.streams import Stream, eval_loader, labeled_loader, unlabeled_loader
 
 __all__ = [
-    "SampleError", "Stream", "clip_index_list", "clip_indices", "decode_frames", "eval_loader", "frame_offsets", "labeled_loader",
-    "parse_sample", "random_clip_start", "read_manifest", "shard_urls", "uniform_clip_starts", "unlabeled_loader",
+    "SampleError", "Stream", "clip_index_list", "clip_indices", "decode_frames", "eval_loader", "frame_offsets",
+    "labeled_loader", "parse_sample", "random_clip_start", "read_manifest", "shard_urls", "uniform_clip_starts",
+    "unlabeled_loader",
 ]

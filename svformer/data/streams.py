@@ -1,6 +1,7 @@
 """The three streams: labeled and unlabeled training (infinite, resampled) and evaluation (each video once).
 
-Each is a webdataset pipeline written as explicit stages and run by a torch DataLoader
+Each is a webdataset pipeline written as explicit stages (shard list -> tar samples -> clip bytes ->
+[shuffle] -> decode + views -> batches) and run by a torch DataLoader
 (`wds.WebLoader`) with `data.workers` worker processes (0: in-process), wrapped in a `Stream` that
 collects fault counts and resume state in the calling process.
 """
