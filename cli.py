@@ -230,13 +230,13 @@ def evaluate(ckpt: str, shards: str | None, views: str, which: str, out_dir: str
     import json
     import os
 
-    from svformer.evaluate import _default_out, evaluate as run_eval
+    from svformer.evaluate import default_report_dir, evaluate as run_eval
 
     _setup_logging()
     results = run_eval(ckpt, shards=shards, views=views, which=which, out_dir=out_dir,
                        batch_size=batch_size, combine=combine)
     if int(os.environ.get("RANK", "0")) == 0:
-        out = out_dir or _default_out(Path(ckpt))
+        out = out_dir or default_report_dir(Path(ckpt))
         for name, m in results.items():
             click.echo(f"{name}: top-1 {m['top1']:.1%}  top-5 {m['top5']:.1%}  mean-class {m['mean_class_accuracy']:.1%}  "
                        f"({m['videos']} videos, {m['views']} views, step {m['step']})")

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from svformer.files import write_atomic  # noqa: E402
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -139,9 +142,7 @@ def save_result(name: str, obj: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     text = json.dumps(obj, sort_keys=False, default=str)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
     sys.stdout.flush()
     print(text, flush=True)
     return path

@@ -7,6 +7,7 @@ this runner only sequences them (they must not share the 2 cores) and tabulates 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -56,10 +57,12 @@ def summary() -> str:
 
 
 def main() -> None:
-    names = sys.argv[1:] or list(SCRIPTS)
+    parser = argparse.ArgumentParser(description="Run benchmarks in sequence and write bench/results/summary.md.")
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {', '.join(SCRIPTS)})")
+    names = parser.parse_args().names or list(SCRIPTS)
     unknown = [n for n in names if n not in SCRIPTS]
     if unknown:
-        sys.exit(f"unknown benchmark {unknown[0]}; choose from {', '.join(SCRIPTS)}")
+        parser.error(f"unknown benchmark {unknown[0]}; choose from {', '.join(SCRIPTS)}")
     walls = run(names)
     (RESULTS / "summary.md").write_text(summary())
     print(json.dumps({"benchmarks": names, "wall_s": walls, "summary": str(RESULTS / "summary.md")}))

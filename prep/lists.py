@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from svformer.errors import UserError
+from svformer.files import write_atomic
 
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+", re.ASCII)
@@ -170,9 +171,7 @@ def _parse_line(text: str, number: int, base: Path, num_classes: int | None, req
 
 def write_list(path: Path, entries: list[Entry]) -> None:
     """Write `<source> <label>` lines (sources as in the input list), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{e.source} {e.label}\n" for e in entries), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, "".join(f"{e.source} {e.label}\n" for e in entries))
 
 
 def _round_half_up(x: float) -> int:

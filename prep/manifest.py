@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from prep.lists import Failure
-from prep.tarfmt import file_sha256, write_atomic
+from prep.tarfmt import file_sha256
+from svformer.files import write_atomic
 from svformer.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from prep.decode import Decoded, DecodeError, DecodeSettings, decode_video
 from prep.ffmpeg_bin import ffmpeg_version
 from prep.lists import Entry, Failure, read_list
 from prep.manifest import Naming, build_manifest, load_completed, merge_parts, sidecar_path, write_manifest
-from prep.tarfmt import ShardWriter, archive_size, sample_members, write_atomic
+from prep.tarfmt import ShardWriter, archive_size, sample_members
+from svformer.files import write_atomic
 from svformer.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -101,13 +101,3 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             sha.update(block)
     return sha.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to `path` via a temporary file and a rename (readers never see half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -6,7 +6,6 @@ and lists the valid ones (the reference code read SSL keys it never declared).
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from svformer.errors import UserError
+from svformer.files import write_atomic
 
 
 @dataclass
@@ -394,6 +394,4 @@ def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically: temp file then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(cfg))), sort_keys=False))
-    tmp.replace(path)
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

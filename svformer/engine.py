@@ -125,10 +125,7 @@ def initialize(model: torch.nn.Module, optimizer, scheduler, ds: dict):
 
 def all_true(flag: bool, device: torch.device) -> bool:
     """True when `flag` holds on every rank (one tiny all-reduce)."""
-    value = torch.tensor([0.0 if flag else 1.0], device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(value)
-    return value.item() == 0.0
+    return all_sum([0.0 if flag else 1.0], device)[0] == 0.0
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:

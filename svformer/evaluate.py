@@ -5,8 +5,6 @@ Writes `metrics.json` (top-1/top-5, mean class accuracy, clip- and video-level a
 """
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from pathlib import Path
 
@@ -93,7 +91,7 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
     clips, crops = parse_views(views)
     names = pick_models(weights, which)
     spec = shards or cfg.data.val
-    out = Path(out_dir) if out_dir else _default_out(Path(ckpt))
+    out = Path(out_dir) if out_dir else default_report_dir(Path(ckpt))
     results, predictions = {}, {}
     for name in names:
         model = _load_model(weights, name, device)
@@ -125,7 +123,8 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
     return results
 
 
-def _default_out(ckpt: Path) -> Path:
+def default_report_dir(ckpt: Path) -> Path:
+    """<ckpt>/eval for a directory, <stem>-eval beside an exported file."""
     return ckpt.parent / f"{ckpt.stem}-eval" if ckpt.is_file() else ckpt / "eval"
 
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from svformer.config import Config
+from svformer.files import write_atomic
 
 
 def _plt():
@@ -18,12 +19,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -115,15 +110,15 @@ def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt:
     """Write every report file for the scored models into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     names = class_names(cfg)
-    _atomic_write_text(out / "metrics.json", json.dumps(results, indent=2) + "\n")
-    with (out / "predictions.csv.tmp").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["model", "key", "label", "top5", "scores"])
-        for model, (keys, labels, combined) in predictions.items():
-            top = combined.topk(min(5, combined.shape[-1]), dim=-1)
-            for key, label, idx, val in zip(keys, labels.tolist(), top.indices.tolist(), top.values.tolist()):
-                writer.writerow([model, key, label, " ".join(map(str, idx)), " ".join(f"{v:.4f}" for v in val)])
-    os.replace(out / "predictions.csv.tmp", out / "predictions.csv")
+    write_atomic(out / "metrics.json", json.dumps(results, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["model", "key", "label", "top5", "scores"])
+    for model, (keys, labels, combined) in predictions.items():
+        top = combined.topk(min(5, combined.shape[-1]), dim=-1)
+        for key, label, idx, val in zip(keys, labels.tolist(), top.indices.tolist(), top.values.tolist()):
+            writer.writerow([model, key, label, " ".join(map(str, idx)), " ".join(f"{v:.4f}" for v in val)])
+    write_atomic(out / "predictions.csv", buffer.getvalue())
     for i, (model, (keys, labels, combined)) in enumerate(predictions.items()):
         matrix = confusion_matrix(labels, combined.argmax(-1), cfg.model.num_classes)
         title = f"{model}: top-1 {results[model]['top1']:.1%} ({results[model]['views']} views)"

@@ -6,21 +6,19 @@ step: batches -> loss -> backward -> step -> EMA update -> log -> validate -> ch
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
 
 from svformer import build_model, load_imagenet_vit, load_official
 from svformer.augment import normalize
-from svformer.config import Config, from_dict, save_config
+from svformer.config import Config, load_config, save_config
 from svformer.data import labeled_loader, read_manifest, unlabeled_loader
 from svformer.engine import all_true, engine_config, init_distributed, initialize, precision_name
 from svformer.errors import UserError
 from svformer.evaluate import quick_accuracy
 from svformer.monitor import Monitor
 from svformer.optim import build_optimizer, lr_factor
-from svformer.resume import clean_partial, latest_checkpoint
 from svformer import resume
 from svformer.ssl import EMATeacher, ema_decay_at, supervised_step, svformer_step
 
@@ -62,9 +60,7 @@ def make_model(cfg: Config) -> torch.nn.Module:
 
 def check_same_model(ckpt: Path, cfg: Config) -> None:
     """A checkpoint of another architecture fails before DeepSpeed tries to load it."""
-    import yaml
-
-    saved = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()))
+    saved = load_config(ckpt / "config.yaml")
     for key in ARCH_KEYS:
         if getattr(saved.model, key) != getattr(cfg.model, key):
             raise UserError(f"{ckpt}: written for model.{key}={getattr(saved.model, key)!r}, the config says "
@@ -87,9 +83,9 @@ def train(cfg: Config) -> Path:
 
     step, teacher = 0, None
     if rank == 0:
-        clean_partial(run_dir)
+        resume.clean_partial(run_dir)
         save_config(cfg, run_dir / "config.yaml")
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = resume.latest_checkpoint(run_dir)
     if ckpt is not None:
         check_same_model(ckpt, cfg)
         state, teacher_state = resume.load(engine, ckpt, generator)
@@ -176,5 +172,3 @@ def _validate(cfg: Config, student, teacher, rank: int, world: int, device, moni
         scores["teacher_top1"] = quick_accuracy(teacher.module, cfg, rank, world, device)
     monitor.write(step, scores, prefix="val")
     monitor.message(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    if any(math.isnan(v) for v in scores.values()):
-        log.warning("validation produced NaN at step %d", step)

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
-from svformer.config import Config, from_dict
+from svformer.config import Config, from_dict, load_config
 from svformer.errors import UserError
 from svformer.resume import STEP_DIR, latest_checkpoint
 
@@ -26,7 +25,7 @@ class TrainedWeights:
 
 
 def _from_checkpoint_dir(ckpt: Path) -> TrainedWeights:
-    config = from_dict(yaml.safe_load((ckpt / "config.yaml").read_text()))
+    config = load_config(ckpt / "config.yaml")
     model_file = ckpt / "mp_rank_00_model_states.pt"
     if not model_file.exists():
         raise UserError(f"{ckpt}: no mp_rank_00_model_states.pt; not a complete svformer checkpoint")

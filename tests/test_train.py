@@ -84,8 +84,13 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
     assert state["step"] == 4
     assert scheduler.last_epoch == 4
     assert torch.equal(generator.get_state(), torch.load(ckpt / "rng-rank0.pt", weights_only=False)["generator"])
-    assert any(len(s) for s in engine.optimizer.state_dict()["base_optimizer_state"]["state"].values()) \
-        if "base_optimizer_state" in engine.optimizer.state_dict() else True
+    saved_optim = torch.load(ckpt / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                             weights_only=False)["optimizer_state_dict"]["base_optimizer_state"]["state"]
+    loaded_optim = engine.optimizer.state_dict()["base_optimizer_state"]["state"]
+    assert saved_optim and set(saved_optim) == set(loaded_optim)
+    for index, slots in saved_optim.items():  # AdamW moments, step count
+        for name, value in slots.items():
+            assert torch.equal(torch.as_tensor(loaded_optim[index][name]), torch.as_tensor(value)), (index, name)
 
 
 def test_supervised_only_mode_trains_without_a_teacher(demo_shards, tmp_path):
