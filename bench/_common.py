@@ -137,10 +137,10 @@ def peak_cuda_mb() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def save_result(name: str, obj: dict[str, Any]) -> Path:
-    """Write `obj` to bench/results/<name>.json and print it as one JSON line (the last line)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+def save_result(name: str, obj: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    """Write `obj` to <directory>/<name>.json (default bench/results) and print it as one JSON line (the last line)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     text = json.dumps(obj, sort_keys=False, default=str)
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
     sys.stdout.flush()

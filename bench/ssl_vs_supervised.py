@@ -9,6 +9,8 @@ masks instead of tubes, no temporal warping, FixMatch-style (the student labels 
 
     python bench/ssl_vs_supervised.py                 # 3 seeds + ablations, 2 runs at a time
     python bench/ssl_vs_supervised.py --seeds 0 --no-ablations --steps 100   # a quick look
+    python bench/ssl_vs_supervised.py --config my.yaml --set model.imagenet_init=vit.pth \
+        --results runs/my_ssl                        # the same comparison on your own shards
 
 Prints one JSON object (last line) and writes bench/results/ssl.json, ssl.md and ssl_bars.png.
 """
@@ -21,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import RESULTS_DIR, machine_info, save_result  # noqa: E402
+from svformer.errors import UserError  # noqa: E402
 
 ARMS = {"supervised": ["ssl.enabled=false"], "svformer": []}
 ABLATIONS = {
@@ -41,25 +45,45 @@ ABLATIONS = {
 }
 
 
-def ensure_demo_shards() -> None:
-    if not all((ROOT / "shards/demo" / part / "manifest.json").exists() for part in ("labeled", "unlabeled", "val")):
+DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+
+
+class ArmFailed(RuntimeError):
+    """One arm's training exited non-zero; the message carries its last log line."""
+
+
+def ensure_shards(config: Path, sets: list[str]) -> None:
+    """Build the demo shards if the demo config needs them; for any other config, fail early if its shards are missing."""
+    from svformer.config import load_config
+
+    cfg = load_config(str(config), sets)
+    missing = [p for p in (cfg.data.labeled, cfg.data.unlabeled, cfg.data.val)
+               if not (ROOT / p / "manifest.json").exists()]  # training runs from ROOT
+    if missing and config.resolve() == DEMO_CONFIG:
         subprocess.run(["make", "demo-data"], cwd=ROOT, check=True)
+    elif missing:
+        sys.exit(f"error: no shards at {', '.join(missing)} (run `python cli.py prep` first)")
 
 
-def run_arm(name: str, seed: int, overrides: list[str], steps: int | None, work: Path) -> dict:
-    """Train one arm (one process, one thread) and score it with 5x3 views; returns its metrics."""
-    out = work / f"{name}-seed{seed}"
+def run_arm(name: str, seed: int, overrides: list[str], args: argparse.Namespace) -> dict:
+    """Train one arm (one process, one thread) and score it with multi-view testing; returns its metrics."""
+    out = args.work / f"{name}-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    sets = [f"train.output_dir={out}", f"train.seed={seed}", "train.val_every=0", *overrides]
-    if steps:
-        sets.append(f"train.max_steps={steps}")
-    cmd = [sys.executable, "cli.py", "train", "--config", "configs/demo.yaml"] + [a for s in sets for a in ("--set", s)]
+    sets = [*args.set, f"train.output_dir={out}", f"train.seed={seed}", "train.val_every=0", *overrides]
+    if args.steps:
+        sets.append(f"train.max_steps={args.steps}")
+    cmd = [sys.executable, "cli.py", "train", "--config", str(args.config)] + [a for s in sets for a in ("--set", s)]
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=(out.parent / f"{out.name}.log").open("w"))
+    log = out.parent / f"{out.name}.log"
+    with log.open("w") as err:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    if done.returncode != 0:
+        last = (log.read_text().strip().splitlines() or ["(no output)"])[-1]
+        raise ArmFailed(f"arm {name} seed {seed} failed to train: {last} (log: {log})")
     train_s = time.perf_counter() - start
-    subprocess.run([sys.executable, "cli.py", "eval", "--ckpt", str(out), "--views", "5x3", "--model", "both",
+    subprocess.run([sys.executable, "cli.py", "eval", "--ckpt", str(out), "--views", args.views, "--model", "both",
                     "--out", str(out / "eval")], cwd=ROOT, env=env, check=True, capture_output=True)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     row = {"arm": name, "seed": seed, "train_s": round(train_s, 1)}
@@ -97,7 +121,7 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict, path: Path) -> None:
+def plot(table: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,35 +134,50 @@ def plot(table: dict, path: Path) -> None:
     colors = ["#999999" if a == "supervised" else "#1f77b4" if a == "svformer" else "#9ecae1" for a in arms]
     ax.bar(arms, means, yerr=stds, color=colors, capsize=4)
     ax.set_ylabel("top-1 % (5x3 views; teacher where there is one)")
-    ax.set_title("demo, 10% labels: SVFormer vs supervised-only and ablations")
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _setting(args: argparse.Namespace) -> str:
+    """One line naming the config, overrides and step budget the arms shared."""
+    name = "demo data (8 classes), 10% labels, configs/demo.yaml" if args.config == DEMO_CONFIG else str(args.config)
+    extras = [*args.set] + ([f"{args.steps} steps"] if args.steps else []) + [f"{args.views} views"]
+    return ", ".join([name, *extras])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the two main arms")
+    parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0], help="seeds of each ablation")
+    parser.add_argument("--no-ablations", action="store_true", help="run only supervised-only and SVFormer")
     parser.add_argument("--steps", type=int, default=None, help="override train.max_steps (default: the demo config's)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_ssl")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_ssl", help="run directories")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG,
+                        help="training config every arm starts from (default: the demo's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every arm, repeatable (e.g. model.imagenet_init=vit.pth)")
+    parser.add_argument("--views", default="5x3", help="test views, clips x crops")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR,
+                        help="where ssl.json, ssl.md and the plots go (default: bench/results)")
     args = parser.parse_args()
+    args.config, args.work = args.config.resolve(), args.work.resolve()
 
-    ensure_demo_shards()
+    ensure_shards(args.config, args.set)
     jobs = [(arm, seed, sets) for seed in args.seeds for arm, sets in ARMS.items()]
     if not args.no_ablations:
         jobs += [(name, seed, sets) for seed in args.ablation_seeds for name, sets in ABLATIONS.items()]
     start = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda job: run_arm(job[0], job[1], job[2], args.steps, args.work), jobs))
+        rows = list(pool.map(lambda job: run_arm(job[0], job[1], job[2], args), jobs))
     table = summarize(rows)
     sup, ssl = table["supervised"]["student_top1"], table["svformer"]["best_top1"]
     result = {
         "name": "ssl_vs_supervised",
-        "setting": "demo data (8 classes), 10% labels, configs/demo.yaml" + (f", {args.steps} steps" if args.steps else ""),
+        "setting": _setting(args),
         "ratios": {"svformer_minus_supervised_top1": ssl["mean"] - sup["mean"]},
         "margin_over_spread": (ssl["mean"] - sup["mean"]) / max(ssl["std"] + sup["std"], 1e-9),
         "table": table,
@@ -146,14 +185,17 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "machine": machine_info(),
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "ssl.md").write_text(markdown(table))
-    plot(table, RESULTS_DIR / "ssl_bars.png")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "ssl.md").write_text(markdown(table))
+    plot(table, args.results / "ssl_bars.png", "SVFormer vs supervised-only and ablations\n" + result["setting"])
     curves = args.work / f"svformer-seed{args.seeds[0]}" / "eval" / "curves.png"
     if curves.exists():
-        shutil.copy(curves, RESULTS_DIR / "ssl_curves.png")
-    save_result("ssl", result)
+        shutil.copy(curves, args.results / "ssl_curves.png")
+    save_result("ssl", result, args.results)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ArmFailed, UserError) as err:
+        sys.exit(f"error: {err}")

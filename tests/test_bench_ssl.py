@@ -1,0 +1,58 @@
+"""bench/ssl_vs_supervised.py on your own config: every arm trains and is scored, results go where asked."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from _runs import ROOT, env, tiny_config
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/ssl_vs_supervised.py", *args], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_bench_compares_arms_on_a_given_config_with_overrides(demo_shards, tmp_path):
+    config = tiny_config(demo_shards, tmp_path / "unused", tmp_path / "c.yaml", train={"warmup_steps": 1})
+    results = tmp_path / "results"
+    done = _bench("--config", str(config), "--set", "ssl.threshold=0.0", "--seeds", "0", "1", "--no-ablations",
+                  "--steps", "2", "--jobs", "2", "--views", "1x1", "--work", str(tmp_path / "work"),
+                  "--results", str(results))
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((results / "ssl.json").read_text())
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(saved))
+    assert sorted((r["arm"], r["seed"]) for r in saved["runs"]) == [
+        ("supervised", 0), ("supervised", 1), ("svformer", 0), ("svformer", 1)]
+    assert all("teacher_top1" in r for r in saved["runs"] if r["arm"] == "svformer")
+    assert not any("teacher_top1" in r for r in saved["runs"] if r["arm"] == "supervised")
+    assert saved["table"]["svformer"]["runs"] == 2
+    assert "ssl.threshold=0.0" in saved["setting"] and "2 steps" in saved["setting"]
+    # Every arm really got the shared override and its own: the run's saved config says so.
+    run_cfg = (tmp_path / "work" / "svformer-seed1" / "config.yaml").read_text()
+    assert "threshold: 0.0" in run_cfg and "seed: 1" in run_cfg
+    assert "enabled: false" in (tmp_path / "work" / "supervised-seed0" / "config.yaml").read_text()
+    assert (results / "ssl_bars.png").stat().st_size > 0 and "| svformer | 2 |" in (results / "ssl.md").read_text()
+
+
+def test_bench_refuses_a_config_whose_shards_are_missing(tmp_path):
+    config = tiny_config(tmp_path / "nowhere", tmp_path / "run", tmp_path / "c.yaml")
+    done = _bench("--config", str(config), "--seeds", "0", "--no-ablations", "--results", str(tmp_path / "r"))
+    assert done.returncode != 0
+    assert "no shards at" in done.stderr and "nowhere" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--set", "ssl.thresold=0.5"], "unknown key ssl.thresold"),  # refused before any arm starts
+    (["--steps", "1"], "arm supervised seed 0 failed to train: error: train.warmup_steps"),
+])
+def test_bench_reports_a_bad_setting_or_failing_arm_in_one_line(demo_shards, tmp_path, extra, needle):
+    config = tiny_config(demo_shards, tmp_path / "unused", tmp_path / "c.yaml")
+    done = _bench("--config", str(config), *extra, "--seeds", "0", "--no-ablations", "--jobs", "1",
+                  "--work", str(tmp_path / "work"), "--results", str(tmp_path / "r"))
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last
+    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
