@@ -79,6 +79,10 @@ class ModelConfig:
     """Stochastic depth rate of the last block (rises linearly from 0)."""
     grad_checkpointing: bool = False
     """Recompute block activations in backward to save memory."""
+    time_embed_std: float = 0.0
+    """Std of a random time-embedding init. 0 (official) starts it at zero, which makes the model
+    blind to frame order until training breaks the symmetry: fine from ImageNet weights on real
+    data, a trap from scratch on classes that only time order tells apart (the demo uses 1.0)."""
     imagenet_init: str = ""
     """Local timm-format ImageNet ViT weights (.pth/.safetensors/.npz) to initialise from, or empty."""
     official_init: str = ""
@@ -89,11 +93,13 @@ class ModelConfig:
         keys = ("patch_size", "embed_dim", "depth", "num_heads")
         out = {k: getattr(self, k) for k in keys if getattr(self, k)}
         out["drop_path_rate"] = self.drop_path
+        out["time_embed_std"] = self.time_embed_std
         return out
 
     def __post_init__(self) -> None:
         _check(self.variant in ("tiny", "small", "base"), f"model.variant must be tiny, small or base, not {self.variant!r}")
         _check(self.num_classes >= 2, "model.num_classes must be >= 2")
+        _check(self.time_embed_std >= 0, "model.time_embed_std must be >= 0")
 
 
 @dataclass

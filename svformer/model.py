@@ -24,7 +24,7 @@ VARIANTS: dict[str, dict[str, int]] = {
     "base": dict(embed_dim=768, depth=12, num_heads=12),   # ViT-B/16
 }
 OVERRIDES = ("patch_size", "embed_dim", "depth", "num_heads", "drop_path_rate", "mlp_ratio",
-             "grad_checkpointing", "fused_attention", "in_chans")
+             "grad_checkpointing", "fused_attention", "in_chans", "time_embed_std")
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:
@@ -146,12 +146,14 @@ class TimeSformer(nn.Module):
         drop_path_rate: stochastic depth of the last block, rising linearly from 0.
         fused_attention: SDPA (True) or plain softmax attention (False).
         grad_checkpointing: recompute each block in backward to save activation memory.
+        time_embed_std: 0 starts the time embedding at zero (official), so the model begins blind to
+            frame order; > 0 draws it from a truncated normal of that std instead.
     """
 
     def __init__(self, num_classes: int, num_frames: int = 8, img_size: int = 224, patch_size: int = 16,
                  in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.1, fused_attention: bool = True,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, time_embed_std: float = 0.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.num_frames = num_frames
@@ -169,9 +171,9 @@ class TimeSformer(nn.Module):
             Block(embed_dim, num_heads, mlp_ratio, rate, fused_attention) for rate in rates)
         self.norm = layer_norm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
-        self._init_weights()
+        self._init_weights(time_embed_std)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, time_embed_std: float) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         for m in self.modules():
@@ -185,6 +187,8 @@ class TimeSformer(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.temporal_fc.weight)
             nn.init.zeros_(block.temporal_fc.bias)
+        if time_embed_std > 0:  # else zero: with zero temporal_fc, the model then starts as the 2-D ViT
+            trunc_normal_(self.time_embed, std=time_embed_std, a=-2 * time_embed_std, b=2 * time_embed_std)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay (timm convention)."""
@@ -252,7 +256,7 @@ def build_model(variant: str, num_classes: int, num_frames: int = 8, img_size: i
         num_classes: classifier outputs.
         num_frames: T; img_size: frame side in pixels.
         overrides: any of patch_size, embed_dim, depth, num_heads, drop_path_rate (0.1), mlp_ratio (4),
-            grad_checkpointing (False), fused_attention (True), in_chans (3).
+            grad_checkpointing (False), fused_attention (True), in_chans (3), time_embed_std (0).
     Raises:
         UserError: unknown variant or override, or an inconsistent shape.
     """

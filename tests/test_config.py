@@ -68,6 +68,7 @@ def test_unknown_yaml_key_fails_naming_it_and_the_valid_keys(tmp_path):
     ("ssl.mix=maybe", "ssl.mix"),
     ("ssl=1", "section"),
     ("model.variant=huge", "model.variant"),
+    ("model.time_embed_std=-1", "model.time_embed_std must be >= 0"),
     ("noequals", "section.key=value"),
 ])
 def test_bad_overrides_fail_with_one_line(override, needle):

@@ -71,6 +71,18 @@ def test_zero_inits_and_no_weight_decay_names() -> None:
     assert model.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
 
 
+def test_zero_time_embedding_starts_blind_to_frame_order_and_a_random_one_does_not() -> None:
+    torch.manual_seed(0)
+    video = torch.randn(2, 3, 4, 32, 32)
+    reversed_video = video.flip(2)
+    with torch.no_grad():
+        blind = tiny_model().eval()
+        assert torch.allclose(blind(video), blind(reversed_video), atol=1e-5)
+        seeing = tiny_model(time_embed_std=1.0).eval()
+        assert 0.3 < seeing.time_embed.std() < 1.5 and seeing.time_embed.abs().max() <= 2.0
+        assert (seeing(video) - seeing(reversed_video)).abs().max() > 1e-3
+
+
 def test_all_true_mask_equals_plain_call(model: torch.nn.Module) -> None:
     video = torch.randn(3, 3, 4, 32, 32)
     mask = torch.ones(3, 4, 2, 2, dtype=torch.bool)
