@@ -68,22 +68,25 @@ def _data_logging() -> None:
 @cli.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Output directory (videos/, all.txt, classes.txt).")
+@click.option("--kind", type=click.Choice(["motion", "events"]), default="motion", show_default=True,
+              help="motion: 8 object-motion classes (move, rotate, grow; the demo's, and hard for a small ViT "
+                   "from scratch). events: 4 whole-frame change classes (brighten/darken, hue forward/backward).")
 @click.option("--videos-per-class", default=24, show_default=True, type=click.IntRange(min=1),
-              help="Videos per class (8 classes).")
+              help="Videos per class.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed; same seed, same videos.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Parallel renderers/encoders [default: CPU count].")
-def synth(out: str, videos_per_class: int, seed: int, workers: int | None) -> None:
-    """Write the synthetic demo action dataset: 8 motion classes that only time tells apart.
+def synth(out: str, kind: str, videos_per_class: int, seed: int, workers: int | None) -> None:
+    """Write a synthetic demo dataset whose classes only time tells apart (see --kind).
 
     Real h264 mp4 files (varied size, fps, duration, colours, shapes, noise), a list `all.txt`
     (`<path> <label>`, paths relative to OUT) and `classes.txt` (one class name per line).
     """
-    from prep.synth import synthesize
+    from prep.synth import KINDS, synthesize
 
     _data_logging()
-    listing = synthesize(out, videos_per_class=videos_per_class, seed=seed, workers=workers)
-    click.echo(f"wrote {videos_per_class * 8} videos and {listing}")
+    listing = synthesize(out, videos_per_class=videos_per_class, seed=seed, workers=workers, kind=kind)
+    click.echo(f"wrote {videos_per_class * len(KINDS[kind])} {kind} videos ({len(KINDS[kind])} classes) and {listing}")
 
 
 @cli.command()

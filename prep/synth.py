@@ -1,6 +1,13 @@
-"""The synthetic demo action dataset: eight classes that only time can tell apart.
+"""The synthetic demo datasets: classes that only time can tell apart, of two kinds.
 
-Classes come in time-reversed pairs: move right/left/down/up (on a torus: the object wraps around
+`motion` (8 classes, the demo's): the object itself moves. `events` (8 classes): the object stays
+still while every colour of the frame turns about one of four axes of RGB space through mid-grey
+(the grey axis: a hue turn; the red, green or blue axis), one way or the other. The turn's phase is
+(u0 +- r t) mod 1 of a full turn with u0 uniform, so one frame has the same distribution in both
+classes of a pair, and a turn has no start or end to give its direction away. A TimeSformer sees these changes at every patch, which makes
+them far easier for a small ViT trained from scratch than motion (bench/probes/README.md).
+
+`motion`: classes come in time-reversed pairs: move right/left/down/up (on a torus: the object wraps around
 the frame edges), rotate clockwise/counter-clockwise, grow/shrink (a sawtooth in log-size:
 size = smin * (smax/smin) ** ((u0 +- r t) mod 1)). Every video draws the same random numbers in
 the same order whatever its class; the class only picks which rates are non-zero and their sign.
@@ -27,10 +34,18 @@ from prep.ffmpeg_bin import ffmpeg_exe, has_encoder
 
 log = logging.getLogger(__name__)
 
-CLASSES = ["move_right", "move_left", "move_down", "move_up", "rotate_cw", "rotate_ccw", "grow", "shrink"]
+MOTION_CLASSES = ["move_right", "move_left", "move_down", "move_up", "rotate_cw", "rotate_ccw", "grow", "shrink"]
+EVENT_CLASSES = ["hue_forward", "hue_backward", "red_axis_forward", "red_axis_backward", "green_axis_forward",
+                 "green_axis_backward", "blue_axis_forward", "blue_axis_backward"]
+KINDS = {"events": EVENT_CLASSES, "motion": MOTION_CLASSES}
+CLASSES = MOTION_CLASSES  # the classes sample_params(kind="motion") labels
 SHAPES = ["square", "triangle", "cross", "ell", "bar", "tee"]
 FPS_CHOICES = [10, 12, 15, 20, 24, 25, 30]
 SIZE_RATIO = 2.2  # smax / smin of the log-size sawtooth
+EFFECTS = ["hue", "red_axis", "green_axis", "blue_axis"]  # events: class 2k is effect k forward, 2k+1 backward
+EFFECT_AXES = {"hue": (1.0, 1.0, 1.0), "red_axis": (1.0, 0.0, 0.0), "green_axis": (0.0, 1.0, 0.0),
+               "blue_axis": (0.0, 0.0, 1.0)}
+"""The RGB-space axis each events effect turns colours about (through mid-grey)."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +82,16 @@ class VideoParams:
     noise: float
     """Per-frame Gaussian luminance noise sigma, in 0..255 units."""
     seed: int
+    effect: str = ""
+    """events kind: one of EFFECTS ("" for motion videos)."""
+    effect_phase: float = 0.0
+    """Phase of the effect at t=0, uniform in [0, 1) (hue: fraction of a full turn)."""
+    effect_rate: float = 0.0
+    """Signed cycles per second of the effect's phase: positive for the first class of a pair."""
 
 
-def sample_params(rng: np.random.Generator, label: int, odd_ok: bool = True) -> VideoParams:
-    """Draw one video's parameters; the draws (and their order) do not depend on `label`."""
+def sample_params(rng: np.random.Generator, label: int, odd_ok: bool = True, kind: str = "motion") -> VideoParams:
+    """Draw one video's parameters; the draws (and their order) depend on neither `label` nor `kind`."""
     odd = rng.random() < 0.25
     # aspect in [1, 1.4]: a square training crop then still sees most of the torus the object moves on
     height = int(rng.integers(72, 129))
@@ -95,13 +116,21 @@ def sample_params(rng: np.random.Generator, label: int, odd_ok: bool = True) -> 
     fg = fg[int(np.argmax(np.abs(fg - mean_bg).sum(axis=1)))]  # most contrasting of 16 draws
     noise = float(rng.uniform(0, 2))
     seed = int(rng.integers(2**31))
-    name = CLASSES[label]
-    vx = {"move_right": speed, "move_left": -speed}.get(name, 0.0)
-    vy = {"move_down": speed, "move_up": -speed}.get(name, 0.0)
-    omega = {"rotate_cw": omega, "rotate_ccw": -omega}.get(name, 0.0)
-    rate = {"grow": rate, "shrink": -rate}.get(name, 0.0)
-    return VideoParams(label, width, height, fps, num_frames, shape, x0, y0, angle0, u0, smin, vx, vy, omega, rate,
-                       (tuple(c1), tuple(c2)), grad_angle, texture, tuple(fg), noise, seed)
+    effect_phase, effect_rate = float(rng.uniform(0, 1)), float(rng.uniform(0.3, 0.5))
+    common = dict(label=label, width=width, height=height, fps=fps, num_frames=num_frames, shape=shape, x0=x0, y0=y0,
+                  angle0=angle0, u0=u0, smin=smin, background=(tuple(c1), tuple(c2)), grad_angle=grad_angle,
+                  texture=texture, foreground=tuple(fg), noise=noise, seed=seed)
+    if kind == "events":
+        sign = 1.0 if label % 2 == 0 else -1.0
+        return VideoParams(**common, vx=0.0, vy=0.0, omega=0.0, rate=0.0, effect=EFFECTS[label // 2],
+                           effect_phase=effect_phase, effect_rate=sign * effect_rate)
+    if kind != "motion":
+        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
+    name = MOTION_CLASSES[label]
+    return VideoParams(**common, vx={"move_right": speed, "move_left": -speed}.get(name, 0.0),
+                       vy={"move_down": speed, "move_up": -speed}.get(name, 0.0),
+                       omega={"rotate_cw": omega, "rotate_ccw": -omega}.get(name, 0.0),
+                       rate={"grow": rate, "shrink": -rate}.get(name, 0.0))
 
 
 def object_state(p: VideoParams, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -160,9 +189,34 @@ def render_video(p: VideoParams) -> np.ndarray:
     b = (-sin * dx + cos * dy) / size
     mask = _inside(p.shape, a, b)[..., None]  # (T, H, W, 1)
     frames = np.where(mask, np.array(p.foreground, np.float32), _background(p)[None])
+    if p.effect:
+        frames = apply_effect(frames, p, t)
     if p.noise > 0:  # luminance noise, fresh every frame (one channel: a third of the cost)
         frames += p.noise * np.random.default_rng(p.seed).standard_normal((*frames.shape[:3], 1), dtype=np.float32)
     return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
+
+
+def effect_phase(p: VideoParams, t: np.ndarray | float) -> np.ndarray:
+    """The events effect's phase in [0, 1) at times t (seconds)."""
+    return np.mod(p.effect_phase + p.effect_rate * np.asarray(t, dtype=np.float64), 1.0)
+
+
+def _colour_turn(axis: tuple[float, float, float], theta: float) -> np.ndarray:
+    """3x3 rotation by theta about `axis` of RGB space (the grey axis: a hue turn keeping each pixel's mean)."""
+    k = np.asarray(axis) / np.linalg.norm(axis)
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return (np.eye(3) + math.sin(theta) * cross + (1 - math.cos(theta)) * cross @ cross).astype(np.float32)
+
+
+def apply_effect(frames: np.ndarray, p: VideoParams, t: np.ndarray) -> np.ndarray:
+    """The whole-frame change of an events video: every colour turns about the effect's RGB axis through
+    mid-grey by 2 pi times the phase. float (T, H, W, 3) frames in, turned frames out."""
+    if p.effect not in EFFECT_AXES:
+        raise ValueError(f"unknown effect {p.effect!r}")
+    out = np.empty_like(frames)
+    for i, u in enumerate(effect_phase(p, t)):
+        out[i] = (frames[i] - 128.0) @ _colour_turn(EFFECT_AXES[p.effect], 2 * math.pi * u).T + 128.0
+    return out
 
 
 def encode_video(frames: np.ndarray, fps: int, path: Path, codec: str) -> None:
@@ -179,26 +233,30 @@ def encode_video(frames: np.ndarray, fps: int, path: Path, codec: str) -> None:
         raise RuntimeError(f"ffmpeg could not encode {path}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
 
 
-def synthesize(out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, workers: int | None = None) -> Path:
-    """Write the demo dataset to out_dir: videos/vNNNN.mp4, all.txt (`<path> <label>`), classes.txt.
+def synthesize(out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, workers: int | None = None,
+               kind: str = "motion") -> Path:
+    """Write a demo dataset to out_dir: videos/vNNNN.mp4, all.txt (`<path> <label>`), classes.txt.
 
-    Video i has label i % 8 and parameters from `np.random.default_rng([seed, i])`.
+    Video i has label i % 8 and parameters from `np.random.default_rng([seed, i])`; `kind` picks the
+    class set (KINDS).
     Returns: the path of all.txt.
     """
+    classes = KINDS[kind]
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     codec = "libx264" if has_encoder("libx264") else "mpeg4"
-    count = videos_per_class * len(CLASSES)
+    count = videos_per_class * len(classes)
 
     def make(index: int) -> str:
-        params = sample_params(np.random.default_rng([seed, index]), index % len(CLASSES), odd_ok=codec == "libx264")
+        params = sample_params(np.random.default_rng([seed, index]), index % len(classes), odd_ok=codec == "libx264",
+                               kind=kind)
         rel = f"videos/v{index:04d}.mp4"
         encode_video(render_video(params), params.fps, out / rel, codec)
         return f"{rel} {params.label}\n"
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         lines = list(pool.map(make, range(count)))
-    (out / "classes.txt").write_text("".join(name + "\n" for name in CLASSES))
+    (out / "classes.txt").write_text("".join(name + "\n" for name in classes))
     (out / "all.txt").write_text("".join(lines))
-    log.info("wrote %d videos (%s) to %s", count, codec, out)
+    log.info("wrote %d %s videos (%s) to %s", count, kind, codec, out)
     return out / "all.txt"

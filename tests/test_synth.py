@@ -112,3 +112,49 @@ def test_synth_writes_balanced_list_classes_and_decodable_videos(demo_videos: Pa
         assert 1.5 <= params.num_frames / params.fps <= 4.05
         sizes.append((params.width, params.height))
     assert any(w % 2 and h % 2 for w, h in sizes), "the demo set includes odd frame sizes"
+
+
+def _turn_sign(frames: np.ndarray, axis: np.ndarray) -> float:
+    """Median sign of each pixel's colour turn about `axis` (through mid-grey) from frame 0 to frame 1."""
+    a = frames[0].reshape(-1, 3).astype(np.float64) - 128
+    b = frames[1].reshape(-1, 3).astype(np.float64) - 128
+    inside = (frames[:2].reshape(2, -1, 3).min(axis=(0, 2)) > 5) & (frames[:2].reshape(2, -1, 3).max(axis=(0, 2)) < 250)
+    return float(np.median(np.sign(np.cross(a, b) @ axis)[inside]))
+
+
+def test_events_pairs_share_the_first_frame_and_turn_opposite_ways_about_their_axis():
+    from prep.synth import EFFECT_AXES, EFFECTS, EVENT_CLASSES
+
+    assert len(EVENT_CLASSES) == 2 * len(EFFECTS) == 8
+    for seed in range(4):
+        videos = [render_video(sample_params(np.random.default_rng([4, seed]), label, kind="events"))
+                  for label in range(8)]
+        for k, effect in enumerate(EFFECTS):
+            forward, backward = videos[2 * k], videos[2 * k + 1]
+            assert np.array_equal(forward[0], backward[0]) and not np.array_equal(forward[-1], backward[-1])
+            axis = np.asarray(EFFECT_AXES[effect]) / np.linalg.norm(EFFECT_AXES[effect])
+            assert _turn_sign(forward, axis) == 1.0 and _turn_sign(backward, axis) == -1.0, (effect, seed)
+            # A turn leaves each colour's component along the axis alone (up to clipping and noise).
+            along = (forward.reshape(len(forward), -1, 3).astype(np.float64) - 128) @ axis
+            assert np.abs(along[-1] - along[0]).mean() < 6, effect
+
+
+def test_events_phase_is_uniform_at_every_frame_in_both_directions():
+    from prep.synth import effect_phase
+
+    uniform = np.random.default_rng(0).random(800)
+    for label in range(8):
+        params = [sample_params(np.random.default_rng([9, seed]), label, kind="events") for seed in range(800)]
+        for last in (False, True):
+            phases = np.array([effect_phase(p, (p.num_frames - 1) / p.fps if last else 0.0) for p in params])
+            assert _ks(phases, uniform) < 0.098, (label, last)
+
+
+def test_motion_parameters_do_not_depend_on_the_events_kind_existing():
+    # The events draws come after every motion draw: the motion demo's videos are unchanged.
+    a = sample_params(np.random.default_rng([1, 2]), 3)
+    b = sample_params(np.random.default_rng([1, 2]), 3, kind="events")
+    assert (a.x0, a.y0, a.fps, a.num_frames, a.foreground) == (b.x0, b.y0, b.fps, b.num_frames, b.foreground)
+    assert a.effect == "" and b.effect == "red_axis" and b.effect_rate < 0 and (b.vx, b.vy, b.omega, b.rate) == (0, 0, 0, 0)
+    with pytest.raises(ValueError, match="unknown kind"):
+        sample_params(np.random.default_rng(0), 0, kind="colour")
