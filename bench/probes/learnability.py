@@ -9,6 +9,7 @@ before running the real trainer. See bench/probes/README.md.
     python bench/probes/learnability.py --train 256 --steps 600              # from scratch
     python bench/probes/learnability.py --model c3d                           # a small 3-D CNN
     python bench/probes/learnability.py --init vit2d.pth --classes pairs      # 2-D init, 4 classes
+    python bench/probes/learnability.py --task scene                          # whole-frame changes
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from prep import synth  # noqa: E402
+import variants  # noqa: E402
 from svformer.augment import normalize, test_views, train_view  # noqa: E402
 from svformer.checkpoints import load_imagenet_vit  # noqa: E402
 from svformer.config import load_config  # noqa: E402
@@ -53,14 +55,23 @@ class C3D(torch.nn.Module):
 
 def render(index: int, split_seed: int, args: argparse.Namespace) -> tuple[torch.Tensor, int]:
     """One synthetic video as uint8 (C, T, H, W) at <= 15 fps, short side side+4; and its label."""
-    params = synth.sample_params(np.random.default_rng([split_seed, index]), index % len(synth.CLASSES))
-    frames = synth.render_video(params)[:: max(1, round(params.fps / 15))]
+    if args.pair >= 0:  # only classes 2K and 2K+1: video i becomes video (i // 2) * n + 2K + i % 2 of the task
+        index = (index // 2) * variants.NUM_CLASSES[args.task] + 2 * args.pair + index % 2
+    frames, fps, label = variants.video(args.task, index, split_seed, args.object_scale)
+    label -= 2 * max(args.pair, 0)
+    frames = frames[:: max(1, round(fps / 15))]
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (T, C, H, W)
     scale = (args.side + 4) / min(x.shape[-2:])
     x = F.interpolate(x, size=(round(x.shape[-2] * scale), round(x.shape[-1] * scale)), mode="bilinear",
                       antialias=True, align_corners=False)
-    label = params.label // 2 if args.classes == "pairs" else params.label
+    label = label // 2 if args.classes == "pairs" else label
     return x.clamp(0, 255).to(torch.uint8).transpose(0, 1).contiguous(), label
+
+
+def colour_shuffle(clip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """uint8 (C, T, H, W): a random RGB channel order and, with probability 1/2, inverted colours."""
+    clip = clip[torch.randperm(3, generator=g)]
+    return 255 - clip if torch.rand(1, generator=g).item() < 0.5 else clip
 
 
 def make_batch(items, train: bool, args: argparse.Namespace, g: torch.Generator):
@@ -71,8 +82,11 @@ def make_batch(items, train: bool, args: argparse.Namespace, g: torch.Generator)
         start = (random_clip_start(n, args.T, args.stride, g) if train
                  else int(uniform_clip_starts(n, args.T, args.stride, 1)[0]))
         clip = video[:, clip_indices(n, args.T, args.stride, start)]
-        clips.append(train_view(clip, args.side, (args.side + 4, args.side + 4), False, g) if train
-                     else test_views(clip, args.side + 4, args.side, 1)[0])
+        if train:
+            clip = train_view(clip, args.side, (args.side + 4, args.side + 4), False, g)
+            clips.append(colour_shuffle(clip, g) if args.colour_aug else clip)
+        else:
+            clips.append(test_views(clip, args.side + 4, args.side, 1)[0])
     return normalize(torch.stack(clips), MEAN, STD), torch.tensor([y for _, y in items])
 
 
@@ -109,13 +123,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=("vit", "c3d"), default="vit", help="tiny TimeSformer or small 3-D CNN")
     p.add_argument("--seed", type=int, default=0, help="model init and data order")
     p.add_argument("--init", default="", help="timm 2-D ViT weights to start from (e.g. from frame_vit.py)")
+    p.add_argument("--task", choices=variants.TASKS, default="motion",
+                   help="what the label names (see variants.py); motion is the demo's classes")
     p.add_argument("--classes", choices=("all", "pairs"), default="all",
-                   help="pairs: merge each time-reversed pair (4 classes that need no time order)")
+                   help="pairs: merge each time-reversed pair (4 classes that need no time order; motion and scene)")
+    p.add_argument("--pair", type=int, default=-1,
+                   help="keep only the time-reversed pair K (classes 2K and 2K+1) of an 8- or 4-class task")
+    p.add_argument("--object-scale", type=float, default=1.0, help="multiply the object's size")
+    p.add_argument("--colour-aug", action="store_true",
+                   help="training clips get a random RGB channel order and, half the time, inverted colours")
     p.add_argument("--tinit", type=float, default=0.0, help="std of a random time_embed init (0: zeros)")
     p.add_argument("--fcinit", type=float, default=0.0, help="std of a random temporal_fc init (0: zeros)")
     args = p.parse_args(argv)
     if min(args.train, args.val, args.steps, args.bs) < 1:
         p.error("--train, --val, --steps and --bs must be >= 1")
+    if args.classes == "pairs" and args.task not in ("events", "motion", "scene"):
+        p.error("--classes pairs needs --task events, motion or scene (the tasks with time-reversed pairs)")
+    if args.pair >= 0 and (args.task not in ("events", "motion", "scene")
+                           or 2 * args.pair + 1 >= variants.NUM_CLASSES[args.task] or args.classes == "pairs"):
+        p.error("--pair K needs --task events, motion or scene, a K with 2K+1 below its class count, and no --classes pairs")
+    if args.object_scale <= 0:
+        p.error("--object-scale must be > 0")
     return args
 
 
@@ -123,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    num_classes = len(synth.CLASSES) // (2 if args.classes == "pairs" else 1)
+    num_classes = 2 if args.pair >= 0 else variants.NUM_CLASSES[args.task] // (2 if args.classes == "pairs" else 1)
     start = time.time()
     train = [render(i, 0, args) for i in range(args.train)]
     val = [render(i, 1, args) for i in range(args.val)]
