@@ -261,7 +261,7 @@ def export(ckpt: str, out: str, which: str) -> None:
 
 
 @cli.command()
-@click.argument("names", nargs=-1, type=click.Choice(["prep", "loader", "model", "ssl", "e2e", "all"]))
+@click.argument("names", nargs=-1, type=click.Choice(["prep", "loader", "model", "ssl", "ssl_events", "e2e", "all"]))
 def bench(names: tuple[str, ...]) -> None:
     """Run benchmarks (default: all) and write bench/results/*.json and summary.md.
 
@@ -270,6 +270,7 @@ def bench(names: tuple[str, ...]) -> None:
     loader  shard streams vs on-the-fly PyAV decoding and the JPEG-decode bound
     model   fused (SDPA + bf16) vs unfused float32 train step, per variant
     ssl     SVFormer vs supervised-only on the demo data, 3 seeds, plus ablations
+    ssl_events  the same on the events data (configs/demo_events.yaml)
     e2e     the whole demo pipeline, stage by stage
     """
     import subprocess

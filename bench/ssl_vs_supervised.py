@@ -46,6 +46,8 @@ ABLATIONS = {
 
 
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+MAKE_DATA = {DEMO_CONFIG: "demo-data", ROOT / "configs" / "demo_events.yaml": "events-data"}
+"""The make target that builds the shards of each built-in demo config."""
 
 
 class ArmFailed(RuntimeError):
@@ -53,14 +55,14 @@ class ArmFailed(RuntimeError):
 
 
 def ensure_shards(config: Path, sets: list[str]) -> None:
-    """Build the demo shards if the demo config needs them; for any other config, fail early if its shards are missing."""
+    """Build a built-in demo's shards if they are missing; for any other config, fail early if its shards are."""
     from svformer.config import load_config
 
     cfg = load_config(str(config), sets)
     missing = [p for p in (cfg.data.labeled, cfg.data.unlabeled, cfg.data.val)
                if not (ROOT / p / "manifest.json").exists()]  # training runs from ROOT
-    if missing and config.resolve() == DEMO_CONFIG:
-        subprocess.run(["make", "demo-data"], cwd=ROOT, check=True)
+    if missing and config.resolve() in MAKE_DATA:
+        subprocess.run(["make", MAKE_DATA[config.resolve()]], cwd=ROOT, check=True)
     elif missing:
         sys.exit(f"error: no shards at {', '.join(missing)} (run `python cli.py prep` first)")
 
@@ -111,13 +113,28 @@ def summarize(rows: list[dict]) -> dict:
     return table
 
 
-def markdown(table: dict) -> str:
+def paired_gain(rows: list[dict]) -> dict | None:
+    """SVFormer minus supervised top-1 seed by seed (same seed: same init and labeled-data order)."""
+    sup = {r["seed"]: r["student_top1"] for r in rows if r["arm"] == "supervised"}
+    ssl = {r["seed"]: r["best_top1"] for r in rows if r["arm"] == "svformer"}
+    diffs = [ssl[seed] - sup[seed] for seed in sorted(sup.keys() & ssl.keys())]
+    if not diffs:
+        return None
+    return {"per_seed": diffs, "mean": statistics.fmean(diffs), "std": statistics.pstdev(diffs),
+            "seeds_better": sum(d > 0 for d in diffs)}
+
+
+def markdown(table: dict, paired: dict | None = None) -> str:
     lines = ["| arm | runs | student top-1 (mean ± std) | teacher top-1 (mean ± std) |", "|---|---|---|---|"]
     for arm, entry in table.items():
         cells = []
         for key in ("student_top1", "teacher_top1"):
             cells.append(f"{100 * entry[key]['mean']:.1f} ± {100 * entry[key]['std']:.1f}" if key in entry else "–")
         lines.append(f"| {arm} | {entry['runs']} | {cells[0]} | {cells[1]} |")
+    if paired:
+        lines += ["", f"SVFormer minus supervised, seed by seed: {100 * paired['mean']:+.1f} ± {100 * paired['std']:.1f} "
+                      f"({', '.join(f'{100 * d:+.1f}' for d in paired['per_seed'])}); "
+                      f"better on {paired['seeds_better']} of {len(paired['per_seed'])} seeds"]
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +160,9 @@ def plot(table: dict, path: Path, title: str) -> None:
 
 def _setting(args: argparse.Namespace) -> str:
     """One line naming the config, overrides and step budget the arms shared."""
-    name = "demo data (8 classes), 10% labels, configs/demo.yaml" if args.config == DEMO_CONFIG else str(args.config)
+    names = {DEMO_CONFIG: "demo data (8 motion classes), 10% labels, configs/demo.yaml",
+             ROOT / "configs" / "demo_events.yaml": "events data (8 colour-turn classes), 10% labels, configs/demo_events.yaml"}
+    name = names.get(args.config, str(args.config))
     extras = [*args.set] + ([f"{args.steps} steps"] if args.steps else []) + [f"{args.views} views"]
     return ", ".join([name, *extras])
 
@@ -180,13 +199,14 @@ def main() -> None:
         "setting": _setting(args),
         "ratios": {"svformer_minus_supervised_top1": ssl["mean"] - sup["mean"]},
         "margin_over_spread": (ssl["mean"] - sup["mean"]) / max(ssl["std"] + sup["std"], 1e-9),
+        "paired_gain": paired_gain(rows),
         "table": table,
         "runs": rows,
         "wall_s": round(time.perf_counter() - start, 1),
         "machine": machine_info(),
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "ssl.md").write_text(markdown(table))
+    (args.results / "ssl.md").write_text(markdown(table, result["paired_gain"]))
     plot(table, args.results / "ssl_bars.png", "SVFormer vs supervised-only and ablations\n" + result["setting"])
     curves = args.work / f"svformer-seed{args.seeds[0]}" / "eval" / "curves.png"
     if curves.exists():

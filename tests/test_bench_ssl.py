@@ -28,12 +28,17 @@ def test_bench_compares_arms_on_a_given_config_with_overrides(demo_shards, tmp_p
     assert all("teacher_top1" in r for r in saved["runs"] if r["arm"] == "svformer")
     assert not any("teacher_top1" in r for r in saved["runs"] if r["arm"] == "supervised")
     assert saved["table"]["svformer"]["runs"] == 2
+    by_arm = {(r["arm"], r["seed"]): r for r in saved["runs"]}
+    assert saved["paired_gain"]["per_seed"] == [by_arm["svformer", s]["best_top1"] - by_arm["supervised", s]["student_top1"]
+                                                for s in (0, 1)]
     assert "ssl.threshold=0.0" in saved["setting"] and "2 steps" in saved["setting"]
     # Every arm really got the shared override and its own: the run's saved config says so.
     run_cfg = (tmp_path / "work" / "svformer-seed1" / "config.yaml").read_text()
     assert "threshold: 0.0" in run_cfg and "seed: 1" in run_cfg
     assert "enabled: false" in (tmp_path / "work" / "supervised-seed0" / "config.yaml").read_text()
-    assert (results / "ssl_bars.png").stat().st_size > 0 and "| svformer | 2 |" in (results / "ssl.md").read_text()
+    table = (results / "ssl.md").read_text()
+    assert (results / "ssl_bars.png").stat().st_size > 0 and "| svformer | 2 |" in table
+    assert "SVFormer minus supervised, seed by seed" in table
 
 
 def test_bench_refuses_a_config_whose_shards_are_missing(tmp_path):
