@@ -70,7 +70,8 @@ def _data_logging() -> None:
               help="Output directory (videos/, all.txt, classes.txt).")
 @click.option("--kind", type=click.Choice(["motion", "events"]), default="motion", show_default=True,
               help="motion: 8 object-motion classes (move, rotate, grow; the demo's, and hard for a small ViT "
-                   "from scratch). events: 4 whole-frame change classes (brighten/darken, hue forward/backward).")
+                   "from scratch). events: 8 classes where every colour of a still frame turns about one of four RGB axes, "
+                   "one way or the other (configs/demo_events.yaml).")
 @click.option("--videos-per-class", default=24, show_default=True, type=click.IntRange(min=1),
               help="Videos per class.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed; same seed, same videos.")
