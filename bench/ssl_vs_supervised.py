@@ -1,7 +1,8 @@
-"""SVFormer vs supervised-only on the demo data (10% labels), over seeds, plus the paper's ablations.
+"""SVFormer vs supervised-only (default: the demo data, 10% labels), over seeds, plus the paper's ablations.
 
-Every arm trains the same model (configs/demo.yaml) for the same number of steps with the same seed,
-then is scored with 5x3 multi-view testing on the demo validation videos. Arms:
+Every arm trains the same model from the same config (--config, default configs/demo.yaml, plus any
+--set overrides) for the same number of steps with the same seed, then is scored with multi-view
+testing (--views, default 5x3) on the config's validation shards. Arms:
   supervised   labeled videos only (ssl.enabled=false)
   svformer     EMA teacher + pseudo-labels + Tube TokenMix + TWAug (the method)
 Ablations (one seed each unless --ablation-seeds): no Tube TokenMix, random-token and whole-frame
@@ -12,7 +13,8 @@ masks instead of tubes, no temporal warping, FixMatch-style (the student labels 
     python bench/ssl_vs_supervised.py --config my.yaml --set model.imagenet_init=vit.pth \
         --results runs/my_ssl                        # the same comparison on your own shards
 
-Prints one JSON object (last line) and writes bench/results/ssl.json, ssl.md and ssl_bars.png.
+Prints one JSON object (last line) and writes ssl.json, ssl.md, ssl_bars.png and ssl_curves.png
+to --results (default bench/results).
 """
 from __future__ import annotations
 
@@ -46,8 +48,12 @@ ABLATIONS = {
 
 
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
-MAKE_DATA = {DEMO_CONFIG: "demo-data", ROOT / "configs" / "demo_events.yaml": "events-data"}
-"""The make target that builds the shards of each built-in demo config."""
+BUILT_IN = {
+    DEMO_CONFIG: ("demo-data", "demo data (8 motion classes), 10% labels, configs/demo.yaml"),
+    ROOT / "configs" / "demo_events.yaml": ("events-data", "events data (8 colour-turn classes), 10% labels, "
+                                                           "configs/demo_events.yaml"),
+}
+"""Built-in demo configs: the make target that builds their shards, and how results name them."""
 
 
 class ArmFailed(RuntimeError):
@@ -55,14 +61,15 @@ class ArmFailed(RuntimeError):
 
 
 def ensure_shards(config: Path, sets: list[str]) -> None:
-    """Build a built-in demo's shards if they are missing; for any other config, fail early if its shards are."""
+    """Build a built-in demo's shards if they are missing; for any other config, fail early if its shards are.
+    `config` is resolved (absolute)."""
     from svformer.config import load_config
 
     cfg = load_config(str(config), sets)
     missing = [p for p in (cfg.data.labeled, cfg.data.unlabeled, cfg.data.val)
                if not (ROOT / p / "manifest.json").exists()]  # training runs from ROOT
-    if missing and config.resolve() in MAKE_DATA:
-        subprocess.run(["make", MAKE_DATA[config.resolve()]], cwd=ROOT, check=True)
+    if missing and config in BUILT_IN:
+        subprocess.run(["make", BUILT_IN[config][0]], cwd=ROOT, check=True)
     elif missing:
         sys.exit(f"error: no shards at {', '.join(missing)} (run `python cli.py prep` first)")
 
@@ -150,7 +157,7 @@ def plot(table: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 2, 4))
     colors = ["#999999" if a == "supervised" else "#1f77b4" if a == "svformer" else "#9ecae1" for a in arms]
     ax.bar(arms, means, yerr=stds, color=colors, capsize=4)
-    ax.set_ylabel("top-1 % (5x3 views; teacher where there is one)")
+    ax.set_ylabel("top-1 % (teacher where there is one)")
     ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
@@ -160,9 +167,7 @@ def plot(table: dict, path: Path, title: str) -> None:
 
 def _setting(args: argparse.Namespace) -> str:
     """One line naming the config, overrides and step budget the arms shared."""
-    names = {DEMO_CONFIG: "demo data (8 motion classes), 10% labels, configs/demo.yaml",
-             ROOT / "configs" / "demo_events.yaml": "events data (8 colour-turn classes), 10% labels, configs/demo_events.yaml"}
-    name = names.get(args.config, str(args.config))
+    name = BUILT_IN[args.config][1] if args.config in BUILT_IN else str(args.config)
     extras = [*args.set] + ([f"{args.steps} steps"] if args.steps else []) + [f"{args.views} views"]
     return ", ".join([name, *extras])
 
@@ -172,7 +177,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the two main arms")
     parser.add_argument("--ablation-seeds", type=int, nargs="+", default=[0], help="seeds of each ablation")
     parser.add_argument("--no-ablations", action="store_true", help="run only supervised-only and SVFormer")
-    parser.add_argument("--steps", type=int, default=None, help="override train.max_steps (default: the demo config's)")
+    parser.add_argument("--steps", type=int, default=None, help="override train.max_steps (default: the config's)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_ssl", help="run directories")
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG,

@@ -4,19 +4,20 @@
 still while every colour of the frame turns about one of four axes of RGB space through mid-grey
 (the grey axis: a hue turn; the red, green or blue axis), one way or the other. The turn's phase is
 (u0 +- r t) mod 1 of a full turn with u0 uniform, so one frame has the same distribution in both
-classes of a pair, and a turn has no start or end to give its direction away. A TimeSformer sees these changes at every patch, which makes
-them far easier for a small ViT trained from scratch than motion (bench/probes/README.md).
+classes of a pair, and a turn has no start or end to give its direction away. A TimeSformer sees
+these changes at every patch, which makes them far easier for a small ViT trained from scratch than
+motion (bench/probes/README.md).
 
-`motion`: classes come in time-reversed pairs: move right/left/down/up (on a torus: the object wraps around
-the frame edges), rotate clockwise/counter-clockwise, grow/shrink (a sawtooth in log-size:
-size = smin * (smax/smin) ** ((u0 +- r t) mod 1)). Every video draws the same random numbers in
-the same order whatever its class; the class only picks which rates are non-zero and their sign.
-Position (uniform on the torus), angle (uniform) and log-size phase (uniform) are therefore
-identically distributed in every frame of every class, and for one seed all eight classes share
-the very same first frame. A single frame, or a shuffled set of frames, cannot tell a class from
-its time reversal. Nuisances: background colours, gradient and texture, object colour and shape
-(none rotationally symmetric beyond 90 degrees, so rotation is visible), size range, speed, noise,
-resolution (some odd sizes, encoded 4:4:4 since 4:2:0 needs even sizes), duration and fps.
+`motion`: classes come in time-reversed pairs: move right/left/down/up (on a torus: the object
+wraps around the frame edges), rotate clockwise/counter-clockwise, grow/shrink (a sawtooth in
+log-size: size = smin * (smax/smin) ** ((u0 +- r t) mod 1)). Every video draws the same random
+numbers in the same order whatever its class; the class only picks which rates are non-zero and
+their sign. Position (uniform on the torus), angle (uniform) and log-size phase (uniform) are
+therefore identically distributed in every frame of every class, and for one seed all eight classes
+share the very same first frame. A single frame, or a shuffled set of frames, cannot tell a class
+from its time reversal. Nuisances: background colours, gradient and texture, object colour and
+shape (none rotationally symmetric beyond 90 degrees, so rotation is visible), size range, speed,
+noise, resolution (some odd sizes, encoded 4:4:4 since 4:2:0 needs even sizes), duration and fps.
 """
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ def effect_phase(p: VideoParams, t: np.ndarray | float) -> np.ndarray:
     return np.mod(p.effect_phase + p.effect_rate * np.asarray(t, dtype=np.float64), 1.0)
 
 
-def _colour_turn(axis: tuple[float, float, float], theta: float) -> np.ndarray:
+def colour_turn(axis: tuple[float, float, float], theta: float) -> np.ndarray:
     """3x3 rotation by theta about `axis` of RGB space (the grey axis: a hue turn keeping each pixel's mean)."""
     k = np.asarray(axis) / np.linalg.norm(axis)
     cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
@@ -215,7 +216,7 @@ def apply_effect(frames: np.ndarray, p: VideoParams, t: np.ndarray) -> np.ndarra
         raise ValueError(f"unknown effect {p.effect!r}")
     out = np.empty_like(frames)
     for i, u in enumerate(effect_phase(p, t)):
-        out[i] = (frames[i] - 128.0) @ _colour_turn(EFFECT_AXES[p.effect], 2 * math.pi * u).T + 128.0
+        out[i] = (frames[i] - 128.0) @ colour_turn(EFFECT_AXES[p.effect], 2 * math.pi * u).T + 128.0
     return out
 
 
@@ -237,8 +238,8 @@ def synthesize(out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, w
                kind: str = "motion") -> Path:
     """Write a demo dataset to out_dir: videos/vNNNN.mp4, all.txt (`<path> <label>`), classes.txt.
 
-    Video i has label i % 8 and parameters from `np.random.default_rng([seed, i])`; `kind` picks the
-    class set (KINDS).
+    `kind` picks the class set (KINDS). Video i has label i % (number of classes) and parameters
+    from `np.random.default_rng([seed, i])`.
     Returns: the path of all.txt.
     """
     classes = KINDS[kind]

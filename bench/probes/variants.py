@@ -34,7 +34,7 @@ def _scene_frames(params: synth.VideoParams, label: int, rng: np.random.Generato
         if label < 2:
             frames[i] *= 0.35 + 0.9 * ((phase + sign * rate * t) % 1.0)
         elif label < 4:
-            frames[i] = (frames[i] - 128) @ synth._colour_turn((1.0, 1.0, 1.0), theta0 + sign * omega * t).T + 128
+            frames[i] = (frames[i] - 128) @ synth.colour_turn((1.0, 1.0, 1.0), theta0 + sign * omega * t).T + 128
         else:
             frames[i] = np.roll(frames[i], int(round(sign * speed * t)), axis=1 if label < 6 else 0)
     return np.clip(frames, 0, 255).astype(np.uint8)
