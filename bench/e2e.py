@@ -27,8 +27,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     py, ds = sys.executable, str(Path(sys.executable).parent / "deepspeed")
-    stages = [("synth", [py, "cli.py", "synth", "--out", f"{work}/data", "--videos-per-class", "40"]),
-              ("split", [py, "cli.py", "split", "--list", f"{work}/data/all.txt", "--labeled", "0.1", "--val", "0.2",
+    stages = [("synth", [py, "cli.py", "synth", "--kind", "events", "--out", f"{work}/data", "--videos-per-class", "64"]),
+              ("split", [py, "cli.py", "split", "--list", f"{work}/data/all.txt", "--labeled", "0.1", "--val", "0.5",
                          "--seed", "0", "--out", f"{work}/lists"])]
     for part in ("labeled", "unlabeled", "val"):
         stages.append((f"prep_{part}", [py, "cli.py", "prep", "--list", f"{work}/lists/{part}.txt", "--data-root",

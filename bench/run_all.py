@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results/summary.md (the README's Results tables come from it).
 
-    python bench/run_all.py [prep loader model ssl ssl_events e2e]     # default: all, in that order
+    python bench/run_all.py [prep loader model ssl e2e]     # default: all, in that order
 
 Each benchmark is its own script that prints one JSON object and saves bench/results/<name>.json;
 this runner only sequences them (they must not share the 2 cores) and tabulates their ratios.
@@ -21,12 +21,10 @@ SCRIPTS = {
     "loader": ["bench/loader.py"],
     "model": ["bench/model.py"],
     "ssl": ["bench/ssl_vs_supervised.py"],
-    "ssl_events": ["bench/ssl_vs_supervised.py", "--config", "configs/demo_events.yaml", "--results", "bench/results/events",
-                   "--work", "runs/bench_ssl_events"],
     "e2e": ["bench/e2e.py"],
 }
 RESULT_FILES = {"prep": "prep.json", "loader": "loader.json", "model": "model.json", "ssl": "ssl.json",
-                "ssl_events": "events/ssl.json", "e2e": "e2e.json"}
+                "e2e": "e2e.json"}
 TARGETS = {"prep_over_ffmpeg": ("<=", 1.25), "shards_over_on_the_fly": (">=", 5.0),
            "shards_over_jpeg_bound": (">=", 0.6), "fused_over_unfused": (">=", 2.0)}
 

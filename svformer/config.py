@@ -83,7 +83,7 @@ class ModelConfig:
     """Std of a random time-embedding init. 0 (official) starts it at zero, which makes the model
     blind to frame order until training breaks the symmetry: fine from ImageNet weights on real
     data, a trap from scratch on classes that only time order tells apart
-    (configs/demo_events.yaml uses 1.0)."""
+    (configs/demo.yaml uses 1.0)."""
     imagenet_init: str = ""
     """Local timm-format ImageNet ViT weights (.pth/.safetensors/.npz) to initialise from, or empty."""
     official_init: str = ""

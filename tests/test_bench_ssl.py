@@ -36,9 +36,29 @@ def test_bench_compares_arms_on_a_given_config_with_overrides(demo_shards, tmp_p
     run_cfg = (tmp_path / "work" / "svformer-seed1" / "config.yaml").read_text()
     assert "threshold: 0.0" in run_cfg and "seed: 1" in run_cfg
     assert "enabled: false" in (tmp_path / "work" / "supervised-seed0" / "config.yaml").read_text()
+    # The svformer arms run first (longest first), yet the tables list supervised first.
+    assert list(saved["table"]) == ["supervised", "svformer"]
+    sup, ssl = saved["table"]["supervised"]["best_top1"], saved["table"]["svformer"]["best_top1"]
+    spread = sup["std"] + ssl["std"]
+    expected = (ssl["mean"] - sup["mean"]) / spread if spread > 0 else None
+    assert saved["margin_over_spread"] == (pytest.approx(expected) if expected is not None else None)
     table = (results / "ssl.md").read_text()
     assert (results / "ssl_bars.png").stat().st_size > 0 and "| svformer | 2 |" in table
+    per_seed = ", ".join(f"{100 * by_arm['svformer', s]['best_top1']:.1f}" for s in (0, 1))
+    assert f"| {per_seed} |" in table
     assert "SVFormer minus supervised, seed by seed" in table
+
+
+def test_bench_gives_the_demo_arms_the_global_batch_of_make_demo():
+    # make demo trains configs/demo.yaml on 2 processes; each one-process arm gets their batch per step.
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ssl_vs_supervised import BUILT_IN, DEMO_CONFIG
+    from svformer.config import load_config
+
+    demo = load_config(str(DEMO_CONFIG))
+    arms = load_config(str(DEMO_CONFIG), BUILT_IN[DEMO_CONFIG][2])
+    assert arms.data.batch_size == 2 * demo.data.batch_size
+    assert arms.data.unlabeled_ratio == demo.data.unlabeled_ratio and arms.train == demo.train
 
 
 def test_bench_refuses_a_config_whose_shards_are_missing(tmp_path):
@@ -51,7 +71,7 @@ def test_bench_refuses_a_config_whose_shards_are_missing(tmp_path):
 
 @pytest.mark.parametrize("extra,needle", [
     (["--set", "ssl.thresold=0.5"], "unknown key ssl.thresold"),  # refused before any arm starts
-    (["--steps", "1"], "arm supervised seed 0 failed to train: error: train.warmup_steps"),
+    (["--steps", "1"], "seed 0 failed to train: error: train.warmup_steps"),  # whichever arm runs first
 ])
 def test_bench_reports_a_bad_setting_or_failing_arm_in_one_line(demo_shards, tmp_path, extra, needle):
     config = tiny_config(demo_shards, tmp_path / "unused", tmp_path / "c.yaml")

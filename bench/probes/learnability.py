@@ -124,7 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="model init and data order")
     p.add_argument("--init", default="", help="timm 2-D ViT weights to start from (e.g. from frame_vit.py)")
     p.add_argument("--task", choices=variants.TASKS, default="motion",
-                   help="what the label names (see variants.py); motion is the demo's classes")
+                   help="what the label names (see variants.py); events is the demo's classes")
     p.add_argument("--classes", choices=("all", "pairs"), default="all",
                    help="pairs: merge each time-reversed pair (4 classes that need no time order; motion and scene)")
     p.add_argument("--pair", type=int, default=-1,
