@@ -92,18 +92,26 @@ def plot_curves(jsonl: Path, path: Path) -> bool:
                 ax.plot(*zip(*points), label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8)
+        _legend_or_note(ax)
     for key in ("student_top1", "teacher_top1"):
         points = [(r["step"], r[key]) for r in val if key in r]
         if points:
             axes[2].plot(*zip(*points), marker="o", label=key)
     axes[2].set_title("validation top-1 (single view)")
     axes[2].set_xlabel("step")
-    axes[2].legend(fontsize=8)
+    _legend_or_note(axes[2])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _legend_or_note(ax) -> None:
+    """A legend when the panel has curves; else say so (e.g. supervised-only, or train.val_every 0)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
 
 
 def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt: Path) -> None:

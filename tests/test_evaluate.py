@@ -163,3 +163,21 @@ def test_exported_file_with_mismatched_weights_fails_in_one_line(trained_run, tm
     save_exported(tmp_path / "bad.safetensors", state, config, num_classes)
     line = _one_error_line(cli("eval", "--ckpt", str(tmp_path / "bad.safetensors"), "--views", "1x1"))
     assert "do not fit" in line
+
+
+def test_curves_without_pseudo_label_or_validation_rows_say_so_instead_of_an_empty_legend(tmp_path):
+    # Supervised-only runs log no pseudo-labels, and the SSL bench trains with train.val_every=0.
+    import warnings
+
+    from svformer.reports import plot_curves
+
+    jsonl = tmp_path / "metrics.jsonl"
+    jsonl.write_text("".join(json.dumps({"step": s, "split": "train", "loss": 2.0 - s / 100, "loss_sup": 2.0})
+                             + "\n" for s in (10, 20, 30)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about a legend with no labelled artists
+        assert plot_curves(jsonl, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    (tmp_path / "empty.jsonl").write_text("")
+    assert not plot_curves(tmp_path / "empty.jsonl", tmp_path / "none.png")  # no train rows: no plot
+    assert not (tmp_path / "none.png").exists()
