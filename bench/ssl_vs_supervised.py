@@ -170,6 +170,9 @@ def plot(table: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.3 * len(arms) + 2, 4))
     colors = ["#999999" if a == "supervised" else "#1f77b4" if a == "svformer" else "#9ecae1" for a in arms]
     ax.bar(arms, means, yerr=stds, color=colors, capsize=4)
+    for i, arm in enumerate(arms):  # every run as a dot: ablations have one seed, the main arms several
+        values = [100 * v for v in table[arm]["best_top1"].get("values", [])]
+        ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
     ax.set_ylabel("top-1 % (teacher where there is one)")
     ax.set_title(textwrap.fill(title, 80), fontsize=8)
     ax.tick_params(axis="x", rotation=30)
@@ -237,7 +240,8 @@ def main() -> None:
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "ssl.md").write_text(markdown(table, result["paired_gain"]))
-    plot(table, args.results / "ssl_bars.png", "SVFormer vs supervised-only and ablations\n" + result["setting"])
+    plot(table, args.results / "ssl_bars.png", "SVFormer vs supervised-only and ablations (bars: mean ± std over "
+         "seeds; dots: runs): " + result["setting"])
     curves = args.work / f"svformer-seed{args.seeds[0]}" / "eval" / "curves.png"
     if curves.exists():
         shutil.copy(curves, args.results / "ssl_curves.png")
