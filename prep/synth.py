@@ -1,12 +1,12 @@
 """The synthetic demo datasets: classes that only time can tell apart, of two kinds.
 
-`motion` (8 classes, the demo's): the object itself moves. `events` (8 classes): the object stays
-still while every colour of the frame turns about one of four axes of RGB space through mid-grey
-(the grey axis: a hue turn; the red, green or blue axis), one way or the other. The turn's phase is
-(u0 +- r t) mod 1 of a full turn with u0 uniform, so one frame has the same distribution in both
-classes of a pair, and a turn has no start or end to give its direction away. A TimeSformer sees
-these changes at every patch, which makes them far easier for a small ViT trained from scratch than
-motion (bench/probes/README.md).
+`events` (8 classes, the demo's: make demo): the object stays still while every colour of the
+frame turns about one of four axes of RGB space through mid-grey (the grey axis: a hue turn; the
+red, green or blue axis), one way or the other. The turn's phase is (u0 +- r t) mod 1 of a full
+turn with u0 uniform, so one frame has the same distribution in both classes of a pair, and a turn
+has no start or end to give its direction away. A TimeSformer sees these changes at every patch,
+which makes them far easier for a small ViT trained from scratch than motion
+(bench/probes/README.md). `motion` (8 classes, configs/demo_motion.yaml): the object itself moves.
 
 `motion`: classes come in time-reversed pairs: move right/left/down/up (on a torus: the object
 wraps around the frame edges), rotate clockwise/counter-clockwise, grow/shrink (a sawtooth in
@@ -39,7 +39,6 @@ MOTION_CLASSES = ["move_right", "move_left", "move_down", "move_up", "rotate_cw"
 EVENT_CLASSES = ["hue_forward", "hue_backward", "red_axis_forward", "red_axis_backward", "green_axis_forward",
                  "green_axis_backward", "blue_axis_forward", "blue_axis_backward"]
 KINDS = {"events": EVENT_CLASSES, "motion": MOTION_CLASSES}
-CLASSES = MOTION_CLASSES  # the classes sample_params(kind="motion") labels
 SHAPES = ["square", "triangle", "cross", "ell", "bar", "tee"]
 FPS_CHOICES = [10, 12, 15, 20, 24, 25, 30]
 SIZE_RATIO = 2.2  # smax / smin of the log-size sawtooth

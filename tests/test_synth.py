@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from prep.synth import CLASSES, object_state, render_video, sample_params
+from prep.synth import MOTION_CLASSES as CLASSES, object_state, render_video, sample_params
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,7 +34,7 @@ MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 def frame(index: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One synthetic frame, resized so its short side is side+4 and randomly cropped to side: (uint8 (3, 1, side, side), pose targets (9,))."""
     rng = np.random.default_rng([7, index])
-    params = dataclasses.replace(synth.sample_params(rng, int(rng.integers(len(synth.CLASSES)))), num_frames=1)
+    params = dataclasses.replace(synth.sample_params(rng, int(rng.integers(len(synth.MOTION_CLASSES)))), num_frames=1)
     image = torch.from_numpy(synth.render_video(params)).permute(3, 0, 1, 2)  # (3, 1, H, W)
     g = torch.Generator().manual_seed(index)
     box = sample_crop(params.height, params.width, side, (side + 4, side + 4), False, g)
