@@ -18,6 +18,8 @@ help:
 	@echo "make demo   - venv, demo videos, shards, SVFormer training (deepspeed), evaluation report"
 	@echo "make test   - venv and the whole test suite"
 	@echo "make bench  - every benchmark, results in bench/results/"
+	@echo "make motion-data - the motion kind's shards for configs/demo_motion.yaml (the demo uses events)"
+	@echo "make clean-demo  - remove the demo and motion data, shards and runs/demo"
 
 # Idempotent: the stamp is named after the requirements' hash, so a second run installs nothing.
 $(STAMP): requirements.txt
