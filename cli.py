@@ -202,14 +202,20 @@ def train(config_path: str, overrides: tuple[str, ...]) -> None:
 
     Precision, ZeRO stage and clipping come from ds_config.json (train.ds_config); batch sizes from
     the YAML. Writes checkpoints, metrics.jsonl, TensorBoard events and the resolved config into
-    train.output_dir (default runs/<config name>).
+    train.output_dir (default runs/<config name>). Resumes from the newest intact checkpoint there,
+    also with another number of processes. SIGTERM/SIGINT: the current step finishes, a checkpoint
+    is saved and the process exits with code 75; rerun the same command to resume.
     """
     from svformer.config import load_config
-    from svformer.train import train as run_training
+    from svformer.train import EXIT_STOPPED, TrainingStopped, train as run_training
 
     _setup_logging()
     cfg = load_config(config_path, overrides)
-    run_dir = run_training(cfg)
+    try:
+        run_dir = run_training(cfg)
+    except TrainingStopped as stopped:
+        click.echo(str(stopped), err=True)
+        sys.exit(EXIT_STOPPED)
     click.echo(f"training done: {run_dir}", err=True)
 
 
@@ -255,7 +261,7 @@ def evaluate(ckpt: str, shards: str | None, views: str, which: str, out_dir: str
               help="Which weights to export.")
 def export(ckpt: str, out: str, which: str) -> None:
     """Export weights + config + class count as one safetensors file (no DeepSpeed needed to load it)."""
-    from svformer.evaluate import export as run_export
+    from svformer.run_dir import export as run_export
 
     path = run_export(ckpt, out, which)
     click.echo(f"exported {which} to {path}")

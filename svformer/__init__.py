@@ -11,10 +11,10 @@ from typing import Any
 _LAZY = {
     "build_model": "svformer.model",
     "TimeSformer": "svformer.model",
-    "load_official": "svformer.checkpoints",
-    "load_imagenet_vit": "svformer.checkpoints",
-    "save_exported": "svformer.checkpoints",
-    "load_exported": "svformer.checkpoints",
+    "load_official": "svformer.weight_import",
+    "load_imagenet_vit": "svformer.weight_import",
+    "save_exported": "svformer.run_dir",
+    "load_exported": "svformer.run_dir",
 }
 __all__ = list(_LAZY)
 

@@ -12,13 +12,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from svformer import build_model
-from svformer.augment import normalize
-from svformer.config import Config, parse_views, to_dict
+from svformer.config import Config, parse_views
 from svformer.data import eval_loader
-from svformer.engine import all_sum
+from svformer.deepspeed_setup import all_sum
 from svformer.errors import UserError
-from svformer.weights import TrainedWeights, load_trained, pick_models
+from svformer.run_dir import build_trained_model, load_trained, pick_models
+from svformer.views import normalize
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,14 @@ def _gather(items: list) -> list:
     return [x for part in parts for x in part]
 
 
+def combine_views(logits: torch.Tensor, combine: str) -> torch.Tensor:
+    """Per-view logits (N, V, K) -> per-video scores (N, K): sum of logits (the paper) or mean softmax."""
+    return logits.sum(1) if combine == "sum" else logits.softmax(-1).mean(1)
+
+
 def score(logits: torch.Tensor, labels: torch.Tensor, combine: str, num_classes: int) -> dict:
     """Metrics from per-view logits (N, V, K) and labels (N,)."""
-    combined = logits.sum(1) if combine == "sum" else logits.softmax(-1).mean(1)
+    combined = combine_views(logits, combine)
     top5 = combined.topk(min(5, num_classes), dim=-1).indices
     pred = top5[:, 0]
     correct = pred == labels
@@ -72,7 +76,6 @@ def score(logits: torch.Tensor, labels: torch.Tensor, combine: str, num_classes:
         "mean_class_accuracy": sum(per_class) / len(per_class),
         "clip_accuracy": float(clip_correct.float().mean()),
         "video_accuracy": float(correct.float().mean()),
-        "_combined": combined,
     }
 
 
@@ -83,7 +86,7 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
     Runs on one process or under the deepspeed launcher (each rank scores its share of videos).
     Returns {model name: metrics}; files are written by rank 0 into `out_dir` (default <ckpt>/eval).
     """
-    from svformer.engine import init_distributed
+    from svformer.deepspeed_setup import init_distributed
 
     rank, world, device = init_distributed()
     weights = load_trained(ckpt)
@@ -94,7 +97,7 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
     out = Path(out_dir) if out_dir else default_report_dir(Path(ckpt))
     results, predictions = {}, {}
     for name in names:
-        model = _load_model(weights, name, device)
+        model = build_trained_model(weights, name, device)
         keys, labels, logits = [], [], []
         stream = eval_loader(spec, cfg, views=(clips, crops), rank=rank, world_size=world,
                              batch_size=batch_size or cfg.eval.batch_size)
@@ -111,7 +114,7 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
         all_labels = torch.tensor([r[1] for r in rows])
         all_logits = torch.tensor([r[2] for r in rows])  # (N, V, K)
         metrics = score(all_logits, all_labels, combine, cfg.model.num_classes)
-        combined = metrics.pop("_combined")
+        combined = combine_views(all_logits, combine)
         metrics.update(videos=len(rows), views=f"{clips}x{crops}", combine=combine, model=name,
                        step=weights.step, checkpoint=str(weights.source), shards=str(spec))
         results[name] = metrics
@@ -133,26 +136,3 @@ def _check_labels(labels: torch.Tensor, num_classes: int, spec: str) -> None:
         bad = int(labels.max()) if labels.max() >= num_classes else int(labels.min())
         raise UserError(f"{spec}: video label {bad} is outside the model's {num_classes} classes; "
                         "these shards belong to another dataset (or were prepped without labels)")
-
-
-def _load_model(weights: TrainedWeights, name: str, device: torch.device) -> torch.nn.Module:
-    cfg = weights.config
-    model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
-                        img_size=cfg.data.img_size, **cfg.model.overrides())
-    try:
-        model.load_state_dict(weights.states[name])
-    except RuntimeError as err:
-        raise UserError(f"{weights.source}: {name} weights do not fit the saved config's model "
-                        f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})") from None
-    return model.to(device).eval()
-
-
-def export(ckpt: str | Path, out: str | Path, which: str = "teacher") -> Path:
-    """Write one safetensors file (weights + config + class count) loadable without DeepSpeed."""
-    from svformer.checkpoints import save_exported
-
-    weights = load_trained(ckpt)
-    (name,) = pick_models(weights, which)
-    config = to_dict(weights.config)
-    config["_exported_model"], config["_exported_step"] = name, weights.step
-    return save_exported(out, weights.states[name], config, weights.config.model.num_classes)

@@ -3,11 +3,13 @@
 Read top to bottom: Attention -> Block (temporal, spatial, MLP) -> TimeSformer -> build_model.
 Parameter names mirror the official TimeSformer layout (cls_token, pos_embed, time_embed,
 patch_embed.proj, blocks.N.{norm1, attn, temporal_norm1, temporal_attn, temporal_fc, norm2, mlp},
-norm, head) so that importing an official checkpoint is a rename (see checkpoints.py).
+norm, head) so that importing an official checkpoint is a rename (see weight_import.py).
 
 Tokens are kept as (B, 1 + T*N, D): the class token, then frame 0's N patch tokens, frame 1's, ...
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,23 @@ VARIANTS: dict[str, dict[str, int]] = {
 }
 OVERRIDES = ("patch_size", "embed_dim", "depth", "num_heads", "drop_path_rate", "mlp_ratio",
              "grad_checkpointing", "fused_attention", "in_chans", "time_embed_std")
+
+
+def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1 + h*w, D) -> (1, 1 + gh*gw, D): nearest resize of a square spatial grid, class entry kept.
+
+    The one resize of position tables: the model's forward (other frame sizes) and weight import use it.
+    """
+    side = math.isqrt(pos.shape[1] - 1)
+    cls_pos, table = pos[:, :1], rearrange(pos[:, 1:], "1 (h w) d -> 1 d h w", h=side)
+    table = F.interpolate(table, size=grid, mode="nearest")  # nearest picks entries: exact in any dtype
+    return torch.cat([cls_pos, rearrange(table, "1 d h w -> 1 (h w) d")], dim=1)
+
+
+def resize_time_embed(time: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(1, T0, D) -> (1, T, D), nearest (as the official code); used by the forward and weight import."""
+    table = F.interpolate(rearrange(time, "1 t d -> 1 d t"), size=num_frames, mode="nearest")
+    return rearrange(table, "1 d t -> 1 t d")
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:
@@ -199,19 +218,11 @@ class TimeSformer(nn.Module):
 
     def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
         """(1, 1 + gh*gw, D): the built table, its spatial grid resized (nearest) if the grid differs."""
-        if (gh, gw) == self.grid_size:
-            return self.pos_embed
-        cls_pos, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        grid = rearrange(grid, "1 (h w) d -> 1 d h w", h=self.grid_size[0])
-        grid = F.interpolate(grid, size=(gh, gw), mode="nearest")
-        return torch.cat([cls_pos, rearrange(grid, "1 d h w -> 1 (h w) d")], dim=1)
+        return self.pos_embed if (gh, gw) == self.grid_size else resize_pos_embed(self.pos_embed, (gh, gw))
 
     def _time_embed(self, num_frames: int) -> torch.Tensor:
         """(1, T, D): the built table, interpolated (nearest, as the official code) if T differs."""
-        if num_frames == self.time_embed.shape[1]:
-            return self.time_embed
-        table = F.interpolate(rearrange(self.time_embed, "1 t d -> 1 d t"), size=num_frames, mode="nearest")
-        return rearrange(table, "1 d t -> 1 t d")
+        return self.time_embed if num_frames == self.time_embed.shape[1] else resize_time_embed(self.time_embed, num_frames)
 
     def forward_features(self, video: torch.Tensor, mix_mask: torch.Tensor | None = None,
                          mix_index: torch.Tensor | None = None) -> torch.Tensor:

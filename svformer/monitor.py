@@ -1,6 +1,8 @@
 """Rank-0 training logs: a progress bar, TensorBoard scalars and `metrics.jsonl`.
 
-Other ranks get a monitor that does nothing, so the loop never branches on the rank to log.
+Other ranks get a monitor that does nothing, so the loop never branches on the rank to log. Step logs
+arrive as device tensors (`StepLogs`) and are read back to the host together, once per flush: the
+hot path never waits for the device to print a number.
 """
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
+
+from svformer.methods.base import StepLogs
 
 BAR_KEYS = ("loss", "loss_sup", "loss_unlabeled", "loss_mix", "mask_rate", "pseudo_acc", "lr", "clips_s")
 
@@ -16,10 +21,9 @@ BAR_KEYS = ("loss", "loss_sup", "loss_unlabeled", "loss_mix", "mask_rate", "pseu
 class Monitor:
     """Collects per-step scalars, averages them over `log_every` steps and writes them out."""
 
-    def __init__(self, run_dir: Path, start_step: int, max_steps: int, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, start_step: int, max_steps: int, enabled: bool, desc: str = "train") -> None:
         self.enabled = enabled
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self.window: list[StepLogs] = []
         self.clips = 0
         self.tick = time.perf_counter()
         if not enabled:
@@ -29,7 +33,7 @@ class Monitor:
         self.jsonl = Path(run_dir) / "metrics.jsonl"
         self._drop_lines_after(start_step)
         self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=start_step + 1)
-        self.bar = tqdm(total=max_steps, initial=start_step, desc="train", dynamic_ncols=True, unit="step")
+        self.bar = tqdm(total=max_steps, initial=start_step, desc=desc, dynamic_ncols=True, unit="step")
 
     def _drop_lines_after(self, step: int) -> None:
         """A resumed run rewrites the steps after its checkpoint; keep the log free of duplicates."""
@@ -39,25 +43,47 @@ class Monitor:
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         self.jsonl.write_text("".join(line + "\n" for line in kept))
 
-    def add(self, logs: dict[str, float], clips: int) -> None:
-        """Accumulate one optimizer step's scalars and the number of clips it consumed."""
+    def add(self, logs: list[StepLogs], clips: int) -> None:
+        """Keep one optimizer step's micro-step logs (device tensors, not read yet) and count its clips."""
         self.clips += clips
-        for key, value in logs.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
-            self.counts[key] = self.counts.get(key, 0) + 1
+        if self.enabled:
+            self.window.extend(logs)
 
     def flush(self, step: int, extra: dict[str, float] | None = None) -> dict[str, float]:
-        """Average what was added since the last flush and write it at `step`."""
+        """Average what was added since the last flush (one read from the device) and write it at `step`."""
         now = time.perf_counter()
-        means = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        means = self._read_window() if self.enabled else {}
         means["clips_s"] = self.clips / max(now - self.tick, 1e-9)
         means.update(extra or {})
-        self.sums, self.counts, self.clips, self.tick = {}, {}, 0, now
+        self.window, self.clips, self.tick = [], 0, now
         if self.enabled:
             self.write(step, means)
             shown = {k: f"{means[k]:.3g}" for k in BAR_KEYS if k in means}
             self.bar.set_postfix(shown, refresh=False)
         return means
+
+    def _read_window(self) -> dict[str, float]:
+        """Means of `means` entries and sum(numerator) / sum(denominator) of `ratios`, over the window."""
+        sums: dict[str, list[torch.Tensor]] = {}
+        ratios: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for logs in self.window:
+            for key, value in logs.means.items():
+                sums.setdefault(key, []).append(value)
+            for key, (num, den) in logs.ratios.items():
+                ratios.setdefault(key, ([], []))[0].append(num)
+                ratios[key][1].append(den)
+        flat = [torch.stack(v).sum().float() for v in sums.values()]
+        flat += [torch.stack(t).sum().float() for num, den in ratios.values() for t in (num, den)]
+        if not flat:
+            return {}
+        values = torch.stack([t.to(flat[0].device) for t in flat]).tolist()  # the one host read
+        out = {key: values[i] / len(sums[key]) for i, key in enumerate(sums)}
+        offset = len(sums)
+        for j, key in enumerate(ratios):
+            num, den = values[offset + 2 * j], values[offset + 2 * j + 1]
+            if den:
+                out[key] = num / den
+        return out
 
     def write(self, step: int, scalars: dict[str, float], prefix: str = "train") -> None:
         """Write scalars to TensorBoard (under `prefix/`) and one JSON line."""

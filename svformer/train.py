@@ -1,35 +1,51 @@
-"""The training loop: supervised warm-up, then the SVFormer step with an EMA teacher, on DeepSpeed.
+"""The training loop, shared by `train` (Supervised, SVFormer) and `pretrain` (MaskedVideo), on DeepSpeed.
 
-Reads top to bottom: set-up (process group, model, engine, resume, streams), then per optimizer
-step: batches -> loss -> backward -> step -> EMA update -> log -> validate -> checkpoint.
+Set-up (process group, model, engine, method, resume, streams), then per optimizer step: micro-steps
+of forward + backward, one finite check, the optimizer step, the method's after-step, log, validate,
+checkpoint. What a step computes is the method's business (`svformer/methods/`); this file knows no
+teacher and no stage.
 """
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import torch
 
-from svformer import build_model, load_imagenet_vit, load_official
-from svformer.augment import normalize
+from svformer import run_dir as runs
 from svformer.config import Config, load_config, save_config
-from svformer.data import labeled_loader, read_manifest, unlabeled_loader
-from svformer.engine import all_true, engine_config, init_distributed, initialize, precision_name
+from svformer.data import read_manifest
+from svformer.deepspeed_setup import all_sum, autocast_context, engine_config, init_distributed, initialize, precision_name
 from svformer.errors import UserError
 from svformer.evaluate import quick_accuracy
+from svformer.methods import Context, Method, build_method
+from svformer.model import build_model
 from svformer.monitor import Monitor
 from svformer.optim import build_optimizer, lr_factor
-from svformer import resume
-from svformer.ssl import EMATeacher, ema_decay_at, supervised_step, svformer_step
+from svformer.weight_import import load_imagenet_vit, load_official
 
 log = logging.getLogger(__name__)
 ARCH_KEYS = ("variant", "num_classes", "patch_size", "embed_dim", "depth", "num_heads")
+EXIT_STOPPED = 75
+"""Exit code after SIGTERM/SIGINT: the step finished, a checkpoint was saved; rerun the same command
+to resume (75 is EX_TEMPFAIL, "try again later")."""
 
 
-def check_shards(cfg: Config) -> int:
+class TrainingStopped(Exception):
+    """Raised after a signal-requested stop has saved its checkpoint; the CLI exits with EXIT_STOPPED."""
+
+
+def method_for(cfg: Config) -> str:
+    """The method `train` runs: svformer, or supervised when `ssl.enabled` is false."""
+    return "svformer" if cfg.ssl.enabled else "supervised"
+
+
+def check_shards(cfg: Config, method: str) -> int:
     """Fail at start, in one line, when the shards cannot serve this config. Returns #labeled videos."""
     num_labeled = 0
-    for role in ("labeled", "unlabeled") if cfg.ssl.enabled else ("labeled",):
+    roles = {"svformer": ("labeled", "unlabeled"), "supervised": ("labeled",)}.get(method, ())
+    for role in roles:
         spec = getattr(cfg.data, role)
         if not Path(spec).is_dir():
             continue  # a pattern or URLs: checked when the stream opens
@@ -46,8 +62,12 @@ def check_shards(cfg: Config) -> int:
     return num_labeled
 
 
-def make_model(cfg: Config) -> torch.nn.Module:
-    """The student, initialised from the configured weights (a resumed run overwrites them)."""
+def make_model(cfg: Config, method: str = "svformer") -> torch.nn.Module:
+    """The trained network, initialised from the configured weights (a resumed run overwrites them)."""
+    if method == "masked_video":
+        from svformer.methods.masked_video import build_pretrain_model
+
+        return build_pretrain_model(cfg)
     model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
                         img_size=cfg.data.img_size, grad_checkpointing=cfg.model.grad_checkpointing,
                         **cfg.model.overrides())
@@ -55,6 +75,10 @@ def make_model(cfg: Config) -> torch.nn.Module:
         load_official(model, cfg.model.official_init)
     elif cfg.model.imagenet_init:
         load_imagenet_vit(model, cfg.model.imagenet_init)
+    elif getattr(cfg.model, "pretrain_init", ""):
+        from svformer.weight_import import load_pretrained_encoder
+
+        load_pretrained_encoder(model, cfg.model.pretrain_init)
     return model
 
 
@@ -67,108 +91,129 @@ def check_same_model(ckpt: Path, cfg: Config) -> None:
                             f"{getattr(cfg.model, key)!r}; use another train.output_dir or the same model")
 
 
-def train(cfg: Config) -> Path:
-    """Run (or resume) training as configured; returns the run directory."""
+class StopRequest:
+    """SIGTERM/SIGINT set a flag that the loop reads once per step (all ranks agree through the step's
+    all-reduce): the step finishes, a checkpoint is saved, the run stops. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # A file-size limit (ulimit -f) then fails a checkpoint write with EFBIG, which `run_dir.save`
+        # reports in one line, instead of killing the process mid-write.
+        self.previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal is not None:  # asked twice: give up the clean stop
+            self.restore()
+            signal.raise_signal(signum)
+        self.signal = signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step == last or (every > 0 and step % every == 0)
+
+
+def train(cfg: Config, method: str | None = None) -> Path:
+    """Run (or resume) training with `method` (default `method_for(cfg)`); returns the run directory.
+
+    Raises TrainingStopped after SIGTERM/SIGINT (the checkpoint is saved first).
+    """
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    kind = method or method_for(cfg)
     rank, world, device = init_distributed()
     run_dir = cfg.output_dir
-    num_labeled = check_shards(cfg)
-    torch.manual_seed(cfg.train.seed)  # same initial student on every rank
-    model = make_model(cfg).to(device)
-    optimizer = build_optimizer(model, cfg.optim, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    ds = engine_config(cfg, world)
-    engine, scheduler = initialize(model, optimizer, scheduler, ds)
-    generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + rank)
-
-    step, teacher = 0, None
+    num_labeled = check_shards(cfg, kind)
     if rank == 0:
-        resume.clean_partial(run_dir)
+        runs.clean_partial(run_dir)
         save_config(cfg, run_dir / "config.yaml")
-    ckpt = resume.latest_checkpoint(run_dir)
+    ckpt = runs.latest_checkpoint(run_dir)
     if ckpt is not None:
         check_same_model(ckpt, cfg)
-        state, teacher_state = resume.load(engine, ckpt, generator)
-        step = int(state["step"])
-        if teacher_state is not None:
-            teacher = EMATeacher(engine.module)
-            teacher.load_state_dict(teacher_state)
-        log.info("resumed from %s at step %d", ckpt, step)
+    universal = runs.prepare_resume(ckpt, world) if ckpt is not None else False
 
-    labeled_stream = labeled_loader(cfg, rank, world, seed=cfg.train.seed, start_step=step)
-    labeled = iter(labeled_stream)
-    unlabeled_stream = unlabeled_loader(cfg, rank, world, seed=cfg.train.seed, start_step=step) if cfg.ssl.enabled else None
-    unlabeled = iter(unlabeled_stream) if unlabeled_stream is not None else None
-    monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0)
-    monitor.message(f"svformer: {world} process(es) on {device}, {precision_name(ds)}, "
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
+    model = make_model(cfg, kind).to(device)
+    optimizer = build_optimizer(model, cfg.optim, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    ds = engine_config(cfg, world, load_universal=universal)
+    engine, scheduler = initialize(model, optimizer, scheduler, ds)
+    method_ = build_method(kind, Context(cfg, engine, engine.module, device, rank, world, autocast_context(ds, device)))
+
+    step = 0
+    if ckpt is not None:
+        step = runs.load(engine, method_, ckpt).step
+        log.info("resumed from %s at step %d", ckpt, step)
+    streams = method_.open_streams(step)
+    batches = {name: iter(stream) for name, stream in streams.items()}
+    data = runs.data_info(cfg)
+    monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0, desc=kind)
+    monitor.message(f"svformer {kind}: {world} process(es) on {device}, {precision_name(ds)}, "
                     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, run dir {run_dir}"
                     + (f", resumed at step {step}" if step else ""))
-    mean, std = cfg.data.mean, cfg.data.std
     labeled_per_step = cfg.data.batch_size * cfg.train.grad_accum * world
+    stop = StopRequest()
     bad_in_a_row = 0
-
-    while step < cfg.train.max_steps:
-        ssl_stage = cfg.ssl.enabled and step >= cfg.train.warmup_steps
-        if ssl_stage and cfg.ssl.teacher == "ema" and teacher is None:
-            teacher = EMATeacher(engine.module)  # stage 2 starts: the teacher is an exact copy
-        micro, step_logs, clips = 0, [], 0
-        while micro < cfg.train.grad_accum:
-            batch = next(labeled)
-            x_l = normalize(batch["video"].to(device, non_blocking=True), mean, std)
-            y_l = batch["label"].to(device)
-            if ssl_stage:
-                batch_u = next(unlabeled)
-                weak = normalize(batch_u["weak"].to(device, non_blocking=True), mean, std)
-                strong = normalize(batch_u["strong"].to(device, non_blocking=True), mean, std)
-                loss, logs = svformer_step(engine, teacher, (x_l, y_l), (weak, strong), cfg.ssl, generator,
-                                           cfg.model.num_classes, unlabeled_labels=batch_u["label"].to(device))
-                clips += x_l.shape[0] + weak.shape[0]
-            else:
-                loss, logs = supervised_step(engine, (x_l, y_l))
-                clips += x_l.shape[0]
-            if not all_true(bool(torch.isfinite(loss)), device):
-                bad_in_a_row += 1  # every rank skips together, or the gradient all-reduce would hang
-                monitor.message(f"step {step}: non-finite loss, batch skipped ({bad_in_a_row} in a row)")
+    try:
+        while step < cfg.train.max_steps:
+            non_finite = torch.zeros((), device=device)
+            step_logs, clips = [], 0
+            for _ in range(cfg.train.grad_accum):  # micro-steps: forward and backward only
+                batch = {name: _to_device(next(batches[name]), device) for name in method_.wants(step)}
+                loss, logs = method_.loss(batch, step)
+                engine.backward(loss)
+                non_finite += (~torch.isfinite(loss.detach())).float()  # stays on the device
+                step_logs.append(logs)
+                clips += sum(len(b["label"]) for b in batch.values())
+            # One all-reduce and one host read per optimizer step: a non-finite loss on any rank skips
+            # the step on every rank (else the gradient all-reduce would hang), and a stop signal on
+            # any rank stops every rank after this step.
+            bad, stopping = all_sum(torch.stack([non_finite, torch.tensor(float(stop.signal is not None),
+                                                                          device=device)]), device)
+            if bad:
+                engine.zero_grad()  # drop this step's gradients; the optimizer does not step
+                bad_in_a_row += 1
+                monitor.message(f"step {step}: non-finite loss, step skipped ({bad_in_a_row} in a row)")
                 if bad_in_a_row >= cfg.train.max_bad_steps:
                     raise UserError(f"{bad_in_a_row} non-finite losses in a row at step {step}: lower optim.lr, "
                                     "use train.precision=bf16/fp32, or check the data; the last checkpoint is intact")
                 continue
             bad_in_a_row = 0
-            engine.backward(loss)
             engine.step()
-            micro += 1
-            step_logs.append(logs)
-
-        if teacher is not None and ssl_stage:
-            teacher.update(engine.module, ema_decay_at(step - cfg.train.warmup_steps, cfg.ssl))
-        step += 1
-        monitor.add(_mean(step_logs), clips * world)
-        monitor.advance()
-        if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
-            extra = {"lr": scheduler.get_last_lr()[0], "epoch": step * labeled_per_step / max(num_labeled, 1),
-                     "stage": 2.0 if ssl_stage else 1.0}
-            streams = [labeled_stream] + ([unlabeled_stream] if unlabeled_stream is not None else [])
-            extra["skipped_samples"] = float(sum(s.stats().get("skipped", 0) for s in streams))
-            monitor.flush(step, extra)
-        if cfg.train.val_every and (step % cfg.train.val_every == 0 or step == cfg.train.max_steps):
-            _validate(cfg, engine.module, teacher, rank, world, device, monitor, step)
-        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
-            resume.save(engine, teacher, cfg, step, generator, {"epoch": step * labeled_per_step / max(num_labeled, 1)})
-    monitor.close()
+            method_.after_step(step)
+            step += 1
+            monitor.add(step_logs, clips * world)
+            monitor.advance()
+            if _due(step, cfg.train.log_every, cfg.train.max_steps):
+                epoch = step * labeled_per_step / max(num_labeled, 1)
+                skipped = float(sum(s.stats()["skipped"] for s in streams.values()))
+                monitor.flush(step, {"lr": scheduler.get_last_lr()[0], "epoch": epoch, "skipped_samples": skipped})
+            if cfg.train.val_every and _due(step, cfg.train.val_every, cfg.train.max_steps):
+                _validate(cfg, method_, rank, world, device, monitor, step)
+            if _due(step, cfg.train.checkpoint_every, cfg.train.max_steps) or stopping:
+                saved = runs.save(engine, method_, cfg, step, {"epoch": step * labeled_per_step / max(num_labeled, 1)},
+                                  data)
+                if stopping:
+                    raise TrainingStopped(f"stopped by a signal after step {step}; checkpoint {saved} saved: "
+                                          "run the same command to resume")
+    finally:
+        stop.restore()
+        monitor.close()
     return run_dir
 
 
-def _mean(logs: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for entry in logs for k in entry}
-    return {k: sum(e[k] for e in logs if k in e) / sum(k in e for e in logs) for k in keys}
-
-
-def _validate(cfg: Config, student, teacher, rank: int, world: int, device, monitor: Monitor, step: int) -> None:
-    """Single-view top-1 on the first `train.val_max_videos` validation videos, student and teacher."""
-    if not cfg.data.val:
+def _validate(cfg: Config, method: Method, rank: int, world: int, device, monitor: Monitor, step: int) -> None:
+    """Single-view top-1 on the first `train.val_max_videos` validation videos of every model the method scores."""
+    models = method.eval_models()
+    if not cfg.data.val or not models:
         return
-    scores = {"student_top1": quick_accuracy(student, cfg, rank, world, device)}
-    if teacher is not None:
-        scores["teacher_top1"] = quick_accuracy(teacher.module, cfg, rank, world, device)
+    scores = {f"{name}_top1": quick_accuracy(model, cfg, rank, world, device) for name, model in models.items()}
     monitor.write(step, scores, prefix="val")
     monitor.message(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))

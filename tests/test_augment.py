@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from svformer.augment import channel_dropout, normalize, test_views as make_test_views, train_view, weak_strong_views
+from svformer.views import channel_dropout, normalize, test_views as make_test_views, train_view, weak_strong_views
 from svformer.config import SSLConfig
 from svformer.randaugment import OP_NAMES, rand_augment
 from svformer.ssl import apply_temporal_warp

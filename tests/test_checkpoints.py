@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from svformer import build_model, load_imagenet_vit, load_official
-from svformer.checkpoints import load_exported, save_exported
+from svformer.run_dir import load_exported, save_exported
 from svformer.errors import UserError
 
 TINY = dict(embed_dim=64, depth=2, num_heads=2)

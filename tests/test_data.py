@@ -106,7 +106,7 @@ def test_only_the_needed_frames_are_decoded_each_once(monkeypatch, shards):
         return real(images, **kw)
 
     monkeypatch.setattr(clips_module, "decode_jpeg", counting)
-    sample = next(iter(data.eval_loader(shards, small_config(shards), views=(1, 1), batch_size=1).loader))
+    sample = next(iter(data.eval_loader(shards, small_config(shards), views=(1, 1), batch_size=1)))
     assert sample["video"].shape == (1, 1, 3, T, SIZE, SIZE)
     assert decoded == [T]  # T of the 20 stored frames
     decoded.clear()
@@ -142,7 +142,7 @@ def test_labeled_batches_have_shapes_dtypes_labels_and_strided_frames(shards, wo
             ids = frame_ids(clip)
             assert ids == [min(ids[0] + STRIDE * i, ids[-1]) for i in range(T)]
     assert all(0 <= int(y) < 4 for b in batches for y in b["label"])
-    assert stream.state()["batches"] == 6 and stream.stats()["skipped"] == 0
+    assert len(batches) == 6 and stream.stats()["skipped"] == 0
 
 
 def test_labels_follow_their_videos(shards):
@@ -215,8 +215,6 @@ def test_ranks_and_resumed_runs_draw_different_orders_and_a_rerun_repeats(shards
     assert _first_keys(cfg, rank=0, seed=1) == base  # deterministic
     assert _first_keys(cfg, rank=1, seed=1) != base
     assert _first_keys(cfg, rank=0, seed=1, start_step=100) != base
-    stream = data.labeled_loader(cfg, rank=1, seed=1, start_step=100)
-    assert stream.state() == {"stream": "labeled", "seed": 1, "rank": 1, "start_step": 100, "batches": 0}
 
 
 def test_stream_pipeline_is_picklable_for_spawned_workers(shards):

@@ -30,9 +30,9 @@ def trained_run(demo_shards, tmp_path_factory):
 def _slow_reference(run: Path, val_dir: Path, which: str, clips: int, crops: int) -> dict[str, tuple[int, torch.Tensor]]:
     """Decode every frame of every val video by hand, cut the views one by one, sum view logits."""
     from svformer import build_model
-    from svformer.augment import normalize, test_views
+    from svformer.views import normalize, test_views
     from svformer.data import clip_indices, uniform_clip_starts
-    from svformer.weights import load_trained
+    from svformer.run_dir import load_trained
 
     weights = load_trained(run)
     cfg = weights.config
@@ -114,8 +114,8 @@ def test_two_process_eval_equals_one_process(trained_run, tmp_path):
 
 
 def test_export_round_trips_exactly_and_eval_accepts_it(trained_run, tmp_path):
-    from svformer.checkpoints import load_exported
-    from svformer.weights import load_trained
+    from svformer.run_dir import load_exported
+    from svformer.run_dir import load_trained
 
     out = tmp_path / "model.safetensors"
     result = cli("export", "--ckpt", str(trained_run), "--out", str(out), "--model", "teacher")
@@ -154,7 +154,7 @@ def test_eval_on_shards_of_other_classes_fails_in_one_line(trained_run, tmp_path
 
 
 def test_exported_file_with_mismatched_weights_fails_in_one_line(trained_run, tmp_path):
-    from svformer.checkpoints import load_exported, save_exported
+    from svformer.run_dir import load_exported, save_exported
 
     good = tmp_path / "good.safetensors"
     assert cli("export", "--ckpt", str(trained_run), "--out", str(good)).returncode == 0

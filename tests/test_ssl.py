@@ -10,9 +10,9 @@ from einops import rearrange
 from torch import nn
 
 from svformer import ssl
-from svformer.augment import channel_dropout
+from svformer.views import channel_dropout
 from svformer.config import SSLConfig
-from svformer.ssl.step import _mix_inputs
+from svformer.methods.svformer import mix_inputs, svformer_loss
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -33,6 +33,15 @@ class TinyVideoNet(nn.Module):
         if mix_mask is not None:
             x = torch.where(mix_mask[..., None], x, x[mix_index])
         return self.head(torch.tanh(x).mean(dim=(1, 2, 3)))
+
+
+def svformer_step(student, teacher, labeled, unlabeled, cfg, g, num_classes, unlabeled_labels=None):
+    """svformer_loss with its logs read back as floats (ratios divided), as the monitor does."""
+    loss, logs = svformer_loss(student, teacher, labeled, unlabeled, cfg, g, num_classes, student.patch_size,
+                               unlabeled_labels=unlabeled_labels)
+    values = {k: float(v) for k, v in logs.means.items()}
+    values.update({k: float(n) / float(d) for k, (n, d) in logs.ratios.items() if float(d)})
+    return loss, values
 
 
 # ---- temporal warping ----
@@ -183,10 +192,10 @@ def test_step_equals_the_loss_written_out_with_separate_forwards():
     teacher = ssl.EMATeacher(student)
     labeled, unlabeled = _batches()
     cfg = SSLConfig(threshold=0.2)
-    loss, logs = ssl.svformer_step(student, teacher, labeled, unlabeled, cfg, gen(9), 5)
+    loss, logs = svformer_step(student, teacher, labeled, unlabeled, cfg, gen(9), 5)
     g = gen(9)  # replay the generator draws in the step's order
     strong = channel_dropout(unlabeled[1], cfg.channel_dropout, g)
-    mask, lam, idx = _mix_inputs(cfg, 4, 2, (2, 2), g)
+    mask, lam, idx = mix_inputs(cfg, 4, 2, (2, 2), g)
     probs, hard, conf = ssl.pseudo_labels(teacher(unlabeled[0]), cfg.threshold)
     y_mix, w = ssl.mixed_targets(probs, hard, conf, lam, idx, 5)
     expected = (F.cross_entropy(student(labeled[0]), labeled[1])
@@ -202,7 +211,7 @@ def test_step_is_deterministic_for_a_generator_seed():
     student = TinyVideoNet()
     teacher = ssl.EMATeacher(student)
     labeled, unlabeled = _batches()
-    runs = [ssl.svformer_step(student, teacher, labeled, unlabeled, SSLConfig(strong_ops="both", threshold=0.0),
+    runs = [svformer_step(student, teacher, labeled, unlabeled, SSLConfig(strong_ops="both", threshold=0.0),
                               gen(s), 5)
             for s in (3, 3, 4)]
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
@@ -215,7 +224,7 @@ def test_step_gradients_flow_only_into_the_student():
     teacher = ssl.EMATeacher(student)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     labeled, unlabeled = _batches()
-    loss, _ = ssl.svformer_step(student, teacher, labeled, unlabeled, SSLConfig(threshold=0.0), gen(), 5)
+    loss, _ = svformer_step(student, teacher, labeled, unlabeled, SSLConfig(threshold=0.0), gen(), 5)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     assert all(p.grad is None for p in teacher.module.parameters())
@@ -228,17 +237,19 @@ def test_step_variants_and_pseudo_label_accuracy_logs():
     labeled, unlabeled = _batches()
     cfg = SSLConfig(teacher="student", mix=False, strong_ops="none", threshold=0.0)
     labels = torch.tensor([-1, 0, 1, 2])
-    loss, logs = ssl.svformer_step(student, None, labeled, unlabeled, cfg, gen(), 5, unlabeled_labels=labels)
+    loss, logs = svformer_step(student, None, labeled, unlabeled, cfg, gen(), 5, unlabeled_labels=labels)
     with torch.no_grad():
         hard = student(unlabeled[0]).argmax(-1)
     assert logs["loss_mix"] == 0.0 and abs(logs["pseudo_acc"] - float((hard[1:] == labels[1:]).float().mean())) < 1e-6
     assert logs["pseudo_acc_confident"] == logs["pseudo_acc"]
     for extra in ({"mask_per_sample": False}, {"mask_shape": "frame", "mix_loss": "soft_ce"}):
         cfg = dataclasses.replace(SSLConfig(), **extra)
-        loss, logs = ssl.svformer_step(student, ssl.EMATeacher(student), labeled, unlabeled, cfg, gen(), 5)
+        loss, logs = svformer_step(student, ssl.EMATeacher(student), labeled, unlabeled, cfg, gen(), 5)
         assert torch.isfinite(loss) and set(logs) >= {"loss_sup", "loss_unlabeled", "loss_mix", "confidence"}
-    sup_loss, sup_logs = ssl.supervised_step(student, labeled)
+    no_unlabeled = (unlabeled[0][:0], unlabeled[1][:0])  # data.unlabeled_ratio 0: the supervised loss alone
+    sup_loss, sup_logs = svformer_step(student, None, labeled, no_unlabeled, cfg, gen(), 5)
     assert torch.isclose(sup_loss, F.cross_entropy(student(labeled[0]), labeled[1]))
+    assert set(sup_logs) == {"loss", "loss_sup"}
 
 
 def test_step_runs_on_the_real_tiny_model_and_is_deterministic():
@@ -250,8 +261,8 @@ def test_step_runs_on_the_real_tiny_model_and_is_deterministic():
     teacher = ssl.EMATeacher(student)
     labeled, unlabeled = _batches()
     cfg = SSLConfig(threshold=0.0)
-    loss, logs = ssl.svformer_step(student, teacher, labeled, unlabeled, cfg, gen(5), 5)
-    again, _ = ssl.svformer_step(student, teacher, labeled, unlabeled, cfg, gen(5), 5)
+    loss, logs = svformer_step(student, teacher, labeled, unlabeled, cfg, gen(5), 5)
+    again, _ = svformer_step(student, teacher, labeled, unlabeled, cfg, gen(5), 5)
     assert torch.equal(loss, again) and logs["loss_mix"] > 0
     loss.backward()
     assert student.head.weight.grad is not None and teacher.module.head.weight.grad is None

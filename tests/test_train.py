@@ -49,21 +49,10 @@ def test_launcher_with_two_processes_trains_saves_and_resumes_after_sigkill(demo
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards, tmp_path):
-    from svformer.config import load_config
-    from svformer.resume import latest_checkpoint
-    from svformer.train import train
-
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                         train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0})
-    cfg = load_config(config)
-    train(cfg)
-    ckpt = latest_checkpoint(cfg.output_dir)
-    assert ckpt.name == "step-000004" and (ckpt / "teacher.pt").exists()
-
-    # a fresh engine with other initial weights, then load: everything must come back bit-exact
-    import svformer.resume as resume
-    from svformer.engine import engine_config, initialize
+def _fresh_engine_and_method(cfg):
+    """A new engine and SVFormer method with other initial weights, as a restarted process builds them."""
+    from svformer.deepspeed_setup import engine_config, initialize
+    from svformer.methods import Context, build_method
     from svformer.optim import build_optimizer, lr_factor
     from svformer.train import make_model
 
@@ -72,18 +61,38 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
     optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     engine, scheduler = initialize(model, optimizer, scheduler, engine_config(cfg, 1))
-    generator = torch.Generator()
-    state, teacher = resume.load(engine, ckpt, generator)
+    method = build_method("svformer", Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1,
+                                              lambda: torch.autocast("cpu", enabled=False)))
+    return engine, scheduler, method
+
+
+def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards, tmp_path):
+    from svformer import run_dir
+    from svformer.config import load_config
+    from svformer.train import train
+
+    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
+                         train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0})
+    cfg = load_config(config)
+    train(cfg)
+    ckpt = run_dir.latest_checkpoint(cfg.output_dir)
+    assert ckpt.name == "step-000004" and (ckpt / "method.pt").exists() and (ckpt / "index.json").exists()
+
+    # a fresh engine with other initial weights, then load: everything must come back bit-exact
+    engine, scheduler, method = _fresh_engine_and_method(cfg)
+    resumed = run_dir.load(engine, method, ckpt)
 
     saved_student = torch.load(ckpt / "mp_rank_00_model_states.pt", weights_only=False)["module"]
     for name, value in engine.module.state_dict().items():
         assert torch.equal(value, saved_student[name]), name
-    saved_teacher = torch.load(ckpt / "teacher.pt", weights_only=True)
+    saved_teacher = torch.load(ckpt / "method.pt", weights_only=True)["teacher"]
+    teacher = method.teacher.state_dict()
     assert all(torch.equal(teacher[k], saved_teacher[k]) for k in saved_teacher)
     assert any(not torch.equal(teacher[k], saved_student[k]) for k in saved_teacher)  # the teacher lags
-    assert state["step"] == 4
+    assert resumed.step == 4 and resumed.world_size == 1
     assert scheduler.last_epoch == 4
-    assert torch.equal(generator.get_state(), torch.load(ckpt / "rng-rank0.pt", weights_only=False)["generator"])
+    saved_rng = torch.load(ckpt / "rng-rank0.pt", weights_only=False)
+    assert torch.equal(method.generator.get_state(), saved_rng["generator"])
     saved_optim = torch.load(ckpt / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
                              weights_only=False)["optimizer_state_dict"]["base_optimizer_state"]["state"]
     loaded_optim = engine.optimizer.state_dict()["base_optimizer_state"]["state"]
@@ -139,17 +148,19 @@ def test_checkpoint_of_another_model_shape_fails_clearly(demo_shards, tmp_path):
 
 
 def test_repeated_non_finite_losses_stop_the_run_with_a_message(demo_shards, tmp_path, monkeypatch):
-    import svformer.train as train_module
     from svformer.config import load_config
     from svformer.errors import UserError
+    from svformer.methods import Supervised
+    from svformer.train import train
 
-    def nan_step(student, labeled):
-        loss = student(labeled[0]).sum() * float("nan")
-        return loss, {"loss": float("nan")}
+    def nan_loss(self, batch, step):
+        loss, logs = original(self, batch, step)
+        return loss * float("nan"), logs
 
-    monkeypatch.setattr(train_module, "supervised_step", nan_step)
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                         train={"max_steps": 3, "warmup_steps": 3, "max_bad_steps": 3, "val_every": 0})
+    original = Supervised.loss
+    monkeypatch.setattr(Supervised, "loss", nan_loss)
+    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml", ssl={"enabled": False},
+                         train={"max_steps": 3, "warmup_steps": 0, "max_bad_steps": 3, "val_every": 0})
     with pytest.raises(UserError, match="3 non-finite losses in a row"):
-        train_module.train(load_config(config))
+        train(load_config(config))
     assert not (tmp_path / "run" / "checkpoints" / "step-000001").exists()  # nothing was stepped or saved

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from prep import synth  # noqa: E402
-from svformer.augment import apply_crop, normalize, sample_crop  # noqa: E402
+from svformer.views import apply_crop, normalize, sample_crop  # noqa: E402
 
 # Rotational symmetry order of each synth shape: the angle is only defined modulo 2 pi / k.
 SYMMETRY = {"square": 4, "cross": 4, "triangle": 3, "bar": 2, "ell": 1, "tee": 1}

@@ -25,8 +25,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import variants  # noqa: E402
-from svformer.augment import normalize, test_views, train_view  # noqa: E402
-from svformer.checkpoints import load_imagenet_vit  # noqa: E402
+from svformer.views import normalize, test_views, train_view  # noqa: E402
+from svformer.weight_import import load_imagenet_vit  # noqa: E402
 from svformer.config import load_config  # noqa: E402
 from svformer.data.clips import clip_indices, random_clip_start, uniform_clip_starts  # noqa: E402
 from svformer.errors import UserError  # noqa: E402

@@ -5,8 +5,7 @@ needs (about T x 15 KB at 256p) instead of whole videos (hundreds of frames): `C
 clip start and slices its frames' bytes, the buffer shuffles those, then `TrainItem` /
 `WeakStrongItem` decode and augment.
 
-The default transforms call `svformer.augment` (imported when first called, so this module does not
-depend on it at import time); any callable with the same signature can be injected instead.
+The default transforms call `svformer.views`; any callable with the same signature can be injected instead.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import default_collate
 
+from svformer import views
 from svformer.config import DataConfig, SSLConfig
 from svformer.data.clips import (SampleError, clip_index_list, decode_frames, distinct_frames, frame_offsets,
                                  parse_sample, random_clip_start, uniform_clip_starts)
@@ -25,40 +25,34 @@ TestTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class TrainView:
-    """Default labeled transform: `augment.train_view` with the config's crop, scale jitter and flip."""
+    """Default labeled transform: `views.train_view` with the config's crop, scale jitter and flip."""
 
     def __init__(self, data: DataConfig) -> None:
         self.size, self.short_side_range, self.hflip = data.img_size, list(data.short_side_range), data.hflip
 
     def __call__(self, clip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        from svformer import augment
-
-        return augment.train_view(clip, self.size, self.short_side_range, self.hflip, g)
+        return views.train_view(clip, self.size, self.short_side_range, self.hflip, g)
 
 
 class WeakStrongViews(TrainView):
-    """Default unlabeled transform: `augment.weak_strong_views` (same crop; strong adds warp/RandAugment)."""
+    """Default unlabeled transform: `views.weak_strong_views` (same crop; strong adds warp/RandAugment)."""
 
     def __init__(self, data: DataConfig, ssl: SSLConfig) -> None:
         super().__init__(data)
         self.ssl = ssl
 
     def __call__(self, clip: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        from svformer import augment
-
-        return augment.weak_strong_views(clip, self.size, self.short_side_range, self.hflip, self.ssl, g)
+        return views.weak_strong_views(clip, self.size, self.short_side_range, self.hflip, self.ssl, g)
 
 
 class TestViews:
-    """Default evaluation transform: `augment.test_views` (short-side resize, 1 or 3 crops)."""
+    """Default evaluation transform: `views.test_views` (short-side resize, 1 or 3 crops)."""
 
     def __init__(self, short_side: int, size: int, crops: int) -> None:
         self.short_side, self.size, self.crops = short_side, size, crops
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        from svformer import augment
-
-        return augment.test_views(clip, self.short_side, self.size, self.crops)
+        return views.test_views(clip, self.short_side, self.size, self.crops)
 
 
 def _label(record: dict, key: str, num_classes: int | None) -> int:

@@ -13,6 +13,7 @@ import lzma
 import random
 import tarfile
 import zlib
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -74,8 +75,8 @@ class StreamStats:
     """Skipped shards and samples of one pipeline copy (one per worker process).
 
     Events are `(url, key, reason)`; `key` is "" for a shard-level fault. New events wait in `pending`
-    until the batching stage attaches them to the next batch (`"_skipped"`), which is how counts from
-    worker processes reach the `Stream` object in the main process.
+    until the batching stage hands them over with the next batch (`Delivery.skipped`), which is how
+    counts from worker processes reach the `Stream` object in the main process.
     """
 
     def __init__(self, fault_streak_limit: int | None = None) -> None:
@@ -163,7 +164,7 @@ class SeededShuffle:
         if self.bufsize <= 1:
             return iter(src)
         rng = random.Random(self.seeds.for_worker("shuffle"))
-        return wds.filters._shuffle(src, self.bufsize, min(self.bufsize, 100), rng=rng)
+        return wds.shuffle(self.bufsize, min(self.bufsize, 100), rng=rng)(src)
 
 
 class SplitShards:
@@ -203,22 +204,35 @@ def identity(batch: Any) -> Any:
     return batch
 
 
+Fault = tuple[str, str, str]
+"""(url, key, reason) of one skipped sample; key "" marks a whole shard."""
+
+
+@dataclass
+class Delivery:
+    """What the batching stage hands the `Stream` (across worker processes): a batch, or None after
+    the last one, and the faults seen since the previous delivery."""
+
+    batch: dict | None
+    skipped: list[Fault] = field(default_factory=list)
+
+
 class Batch:
-    """Stage: items -> batches of `size` via `collate`, each carrying the faults seen since the last
-    batch under "_skipped". A partial last batch is kept when `partial`; faults after the last batch
-    come out as a `{"_skipped": [...]}` dict that `Stream` consumes and does not yield."""
+    """Stage: items -> `Delivery`s of batches of `size` via `collate`, each with the faults seen since
+    the last one. A partial last batch is kept when `partial`; faults after the last batch come out
+    in a final `Delivery(None, faults)`."""
 
     def __init__(self, size: int, collate: Callable[[list[dict]], dict], stats: StreamStats, partial: bool) -> None:
         self.size, self.collate, self.stats, self.partial = size, collate, stats, partial
 
-    def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
+    def __call__(self, src: Iterable[dict]) -> Iterator[Delivery]:
         items: list[dict] = []
         for item in src:
             items.append(item)
             if len(items) == self.size:
-                yield {**self.collate(items), "_skipped": self.stats.drain()}
+                yield Delivery(self.collate(items), self.stats.drain())
                 items = []
         if items and self.partial:
-            yield {**self.collate(items), "_skipped": self.stats.drain()}
+            yield Delivery(self.collate(items), self.stats.drain())
         if self.stats.pending:
-            yield {"_skipped": self.stats.drain()}
+            yield Delivery(None, self.stats.drain())

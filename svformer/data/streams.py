@@ -3,7 +3,7 @@
 Each is a webdataset pipeline written as explicit stages (shard list -> tar samples -> clip bytes ->
 [shuffle] -> decode + views -> batches) and run by a torch DataLoader
 (`wds.WebLoader`) with `data.workers` worker processes (0: in-process), wrapped in a `Stream` that
-collects fault counts and resume state in the calling process.
+collects fault counts in the calling process.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import webdataset as wds
 from svformer.config import Config, parse_views
 from svformer.data import samples
 from svformer.data.sources import shard_urls
-from svformer.data.stages import (MAX_EVENTS, MAX_FAULT_STREAK, Batch, DecodeSamples, SeededShuffle,
+from svformer.data.stages import (MAX_EVENTS, MAX_FAULT_STREAK, Batch, DecodeSamples, Fault, SeededShuffle,
                                   SplitSamples, SplitShards, StreamSeeds, StreamStats, identity)
 from svformer.data.tarread import TarSamples
 from svformer.errors import UserError
@@ -25,37 +25,31 @@ log = logging.getLogger("svformer.data")
 
 
 class Stream:
-    """An iterable of batch dicts, plus `stats()` (skipped shards/samples) and `state()` (for resume).
+    """An iterable of batch dicts, plus `stats()`: the shards and samples it skipped.
 
-    Batches from worker processes carry the faults their worker saw under "_skipped"; this wrapper
-    pops them, so every fault of every worker is counted here, in the process that iterates.
+    Worker processes hand over `Delivery`s (a batch and the faults their worker saw); this wrapper
+    unpacks them, so every fault of every worker is counted here, in the process that iterates.
     """
 
-    def __init__(self, loader: Any, state: dict[str, Any]) -> None:
+    def __init__(self, loader: Any, name: str) -> None:
         self.loader = loader
-        self._state = {**state, "batches": 0}
-        self._events: list[tuple[str, str, str]] = []
+        self.name = name
+        self._events: list[Fault] = []
         self._counts = {"shards": 0, "samples": 0}
 
     def __iter__(self) -> Iterator[dict]:
-        for batch in self.loader:
-            for url, key, reason in batch.pop("_skipped", ()):
+        for delivery in self.loader:
+            for url, key, reason in delivery.skipped:
                 self._counts["shards" if key == "" else "samples"] += 1
                 if len(self._events) < MAX_EVENTS:
                     self._events.append((url, key, reason))
-            if batch:
-                self._state["batches"] += 1
-                yield batch
+            if delivery.batch is not None:
+                yield delivery.batch
 
     def stats(self) -> dict[str, Any]:
         """{"skipped": total, "shards": shard faults, "samples": sample faults, "events": [(url, key, reason)]}
         (key "" for a shard fault; at most MAX_EVENTS events are kept, the counts are exact)."""
         return {"skipped": sum(self._counts.values()), **self._counts, "events": list(self._events)}
-
-    def state(self) -> dict[str, Any]:
-        """{"stream", "seed", "rank", "start_step", "batches"}: what a checkpoint records. Resume by
-        building the stream with `start_step` = the step the run continues from (a fresh order)."""
-        return dict(self._state)
 
 
 def _web_loader(pipeline: wds.DataPipeline, workers: int, persistent: bool) -> wds.WebLoader:
@@ -83,40 +77,38 @@ def _training_stream(cfg: Config, name: str, spec: str, rank: int, seed: int | N
         Batch(batch_size, collate, stats, partial=False),
     )
     loader = _web_loader(pipeline, cfg.data.workers, persistent=True)
-    return Stream(loader, {"stream": name, "seed": seed, "rank": rank, "start_step": start_step})
+    return Stream(loader, name)
 
 
-def labeled_loader(cfg: Config, rank: int = 0, world_size: int = 1, seed: int | None = None,
-                   start_step: int = 0, transform: samples.TrainTransform | None = None) -> Stream:
+def labeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_step: int = 0,
+                   transform: samples.TrainTransform | None = None) -> Stream:
     """Infinite labeled training stream of `data.labeled`.
 
     Args:
         cfg: data.* sets clip length/stride, crop, batch size, workers, shuffle buffer;
             model.num_classes bounds the labels (a sample outside is skipped and counted).
-        rank, world_size: this process's place; the shard order depends on rank (every rank resamples
-            all shards, so world_size does not change what a rank reads).
+        rank: this process's rank; the shard order depends on it (every rank resamples all shards, so
+            the number of ranks does not change what a rank reads, and needs no argument).
         seed: default train.seed. start_step: the step a (resumed) run starts at; part of the seed.
-        transform: `(clip uint8 (C, T, H, W), g) -> uint8 (C, T, S, S)`; default `augment.train_view`.
+        transform: `(clip uint8 (C, T, H, W), g) -> uint8 (C, T, S, S)`; default `views.train_view`.
     Yields:
         {"video": uint8 (B, C, T, S, S), "label": long (B,)}, B = data.batch_size.
     """
-    del world_size  # resampled streams need no split; kept for a uniform signature
     make_item = samples.TrainItem(transform or samples.TrainView(cfg.data))
     make_clip = samples.ClipBytes(cfg.data.num_frames, cfg.data.sampling_rate, cfg.model.num_classes)
     return _training_stream(cfg, "labeled", cfg.data.labeled, rank, seed, start_step, cfg.data.batch_size,
                             make_clip, make_item, samples.collate_train)
 
 
-def unlabeled_loader(cfg: Config, rank: int = 0, world_size: int = 1, seed: int | None = None,
-                     start_step: int = 0, transform: samples.PairTransform | None = None) -> Stream:
+def unlabeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_step: int = 0,
+                     transform: samples.PairTransform | None = None) -> Stream:
     """Infinite unlabeled training stream of `data.unlabeled` (labels, if any, for monitoring only).
 
-    transform: `(clip, g) -> (weak, strong)`; default `augment.weak_strong_views` with cfg.ssl.
+    transform: `(clip, g) -> (weak, strong)`; default `views.weak_strong_views` with cfg.ssl.
     Yields:
         {"weak", "strong": uint8 (B, C, T, S, S), "label": long (B,) (-1 when unknown)},
         B = data.batch_size * data.unlabeled_ratio.
     """
-    del world_size
     batch_size = cfg.data.batch_size * cfg.data.unlabeled_ratio
     if batch_size < 1:
         raise UserError("data.unlabeled_ratio is 0: there is no unlabeled batch to load (set ssl.enabled=false)")
@@ -140,7 +132,7 @@ def eval_loader(spec: str | Sequence[str] | None, cfg: Config, views: tuple[int,
     Args:
         views: (clips, crops) or "CxS": C uniformly spaced clips x S crops (1 or 3) per video.
         batch_size: videos per batch, default eval.batch_size; the last partial batch is kept.
-        transform: `clip (C, T, H, W) -> (crops, C, T, S, S)`; default `augment.test_views`.
+        transform: `clip (C, T, H, W) -> (crops, C, T, S, S)`; default `views.test_views`.
         workers: default data.workers.
     Yields:
         {"video": uint8 (B, V = clips * crops, C, T, S, S), view v = clip v // crops, crop v % crops;
@@ -166,5 +158,4 @@ def eval_loader(spec: str | Sequence[str] | None, cfg: Config, views: tuple[int,
     loader = _web_loader(pipeline, workers, persistent=False)
     log.debug("eval stream: %d shards, %s split, rank %d/%d", len(urls), "shard" if by_shard else "sample",
               rank, world_size)
-    return Stream(loader, {"stream": "eval", "seed": None, "rank": rank, "start_step": 0,
-                           "split": "shard" if by_shard else "sample"})
+    return Stream(loader, "eval")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,21 +25,17 @@ class EMATeacher:
         return self.module(*args, **kwargs)
 
     @torch.no_grad()
-    def update(self, student: nn.Module, decay: float,
-               source_params: Sequence[torch.Tensor] | None = None) -> None:
+    def update(self, student: nn.Module, decay: float) -> None:
         """teacher = decay * teacher + (1 - decay) * student for every parameter; buffers copied.
 
         Args:
             student: the student network (parameters in any float dtype; bf16/fp16 are upcast).
             decay: m in [0, 1].
-            source_params: optional full fp32 tensors, one per student parameter in
-                `student.parameters()` order (e.g. the optimizer's master weights under bf16/fp16),
-                used instead of the low-precision student parameters.
         """
         params = list(self.module.parameters())  # fetched each time: survives module.to(...)
-        src = list(source_params) if source_params is not None else [p.detach() for p in student.parameters()]
+        src = [p.detach() for p in student.parameters()]
         if len(src) != len(params):
-            raise ValueError(f"EMA update: {len(src)} source tensors for {len(params)} teacher parameters")
+            raise ValueError(f"EMA update: {len(src)} student tensors for {len(params)} teacher parameters")
         src = [s.to(device=t.device, dtype=torch.float32) for s, t in zip(src, params)]
         # lerp(t, s, w) = t + w * (s - t), exact at w = 0 and w = 1; one fused pass over all tensors.
         torch._foreach_lerp_(params, src, 1.0 - float(decay))

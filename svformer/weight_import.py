@@ -1,30 +1,25 @@
-"""Weights in and out: ImageNet ViT initialisation, official TimeSformer/SVFormer import, export.
+"""Importing outside weights: timm-format ImageNet ViTs and official TimeSformer/SVFormer checkpoints.
 
 Everything read from disk goes through `torch.load(weights_only=True)` or safetensors; every
 problem a user can fix is a one-line `UserError` naming the file.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from svformer.errors import UserError
+from svformer.model import resize_pos_embed, resize_time_embed
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = "svformer-export"
-EXPORT_VERSION = "1"
 # ImageNet classifier parts a video model never uses.
 _IMAGENET_DROPPED = re.compile(r"^(head|head_dist|fc_norm|pre_logits|dist_token)(\.|$)")
 _CONTAINER_KEYS = ("model_state", "state_dict", "model", "module")
@@ -92,28 +87,14 @@ def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     return vit.state_dict()
 
 
-def _resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(1, 1 + n*n, D) -> (1, 1 + gh*gw, D): nearest resize of the spatial grid, cls entry kept."""
-    side = math.isqrt(pos.shape[1] - 1)
-    cls_pos, table = pos[:, :1], rearrange(pos[:, 1:], "1 (h w) d -> 1 d h w", h=side)
-    table = F.interpolate(table.float(), size=grid, mode="nearest").to(pos.dtype)
-    return torch.cat([cls_pos, rearrange(table, "1 d h w -> 1 (h w) d")], dim=1)
-
-
-def _resize_time_embed(time: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(1, T0, D) -> (1, T, D), nearest (as the official code)."""
-    table = F.interpolate(rearrange(time, "1 t d -> 1 d t").float(), size=num_frames, mode="nearest")
-    return rearrange(table, "1 d t -> 1 t d").to(time.dtype)
-
-
 def _fit_embeddings(state: dict[str, torch.Tensor], model: nn.Module) -> None:
     """Resize pos_embed / time_embed in `state` (in place) to the model's grid and T when only those differ."""
     pos, time = state.get("pos_embed"), state.get("time_embed")
     if pos is not None and pos.shape != model.pos_embed.shape and pos.shape[-1] == model.embed_dim \
             and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1:
-        state["pos_embed"] = _resize_pos_embed(pos, model.grid_size)
+        state["pos_embed"] = resize_pos_embed(pos, model.grid_size)
     if time is not None and time.shape != model.time_embed.shape and time.shape[-1] == model.embed_dim:
-        state["time_embed"] = _resize_time_embed(time, model.time_embed.shape[1])
+        state["time_embed"] = resize_time_embed(time, model.time_embed.shape[1])
 
 
 def _shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
@@ -221,55 +202,53 @@ def load_official(model: nn.Module, path_or_state_dict: str | Path | Mapping[str
     return {"source": source, "loaded": len(state)}
 
 
-# ---------------------------------------------------------------- export
+# ---------------------------------------------------------------- masked-video pretraining (cli.py pretrain)
+
+ENCODER_PREFIX = "encoder."
 
 
-def save_exported(path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict,
-                  num_classes: int) -> Path:
-    """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename).
+def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Initialise a classification TimeSformer from a masked-video pretraining run's encoder.
+
+    The autoencoder's `encoder.*` tensors are loaded strictly (every parameter but the head; position
+    and time embeddings resized when only the frame size or T differ, as for official checkpoints),
+    its `decoder.*` is dropped and the head keeps its fresh initialisation.
 
     Args:
-        path: destination file (conventionally `*.safetensors`).
-        state_dict: the model weights (any device/dtype; stored as given, on CPU).
-        config_dict: the resolved run config as plain JSON-able data (`config.to_dict`).
-        num_classes: classifier outputs.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    metadata = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                "config": json.dumps(config_dict), "num_classes": str(int(num_classes))}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
-
-
-def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]:
-    """Read a file written by `save_exported` -> (state_dict, config_dict, num_classes).
-
+        model: the TimeSformer to fill.
+        path: a pretrain run directory (its newest intact checkpoint), a checkpoint directory or an export.
+    Returns:
+        {"source": str, "step": int, "loaded": int, "dropped": int (decoder tensors), "fresh": [head names]}.
     Raises:
-        UserError: missing file, not safetensors, or a safetensors file not written by svformer.
+        UserError: nothing usable at `path`, not a pretraining checkpoint, or keys/shapes that do not fit.
     """
-    from safetensors import SafetensorError, safe_open
+    from svformer.run_dir import load_trained
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"exported model {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != EXPORT_FORMAT:
-                raise UserError(f"{path} is not an svformer export (no '{EXPORT_FORMAT}' metadata);"
-                                " use `cli.py export` to make one")
-            if meta.get("version") != EXPORT_VERSION:
-                raise UserError(f"{path}: export format version {meta.get('version')!r} is not supported"
-                                f" (expected {EXPORT_VERSION})")
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        return state, json.loads(meta["config"]), int(meta["num_classes"])
-    except (SafetensorError, OSError) as err:
-        raise UserError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0]})") from None
-    except (KeyError, ValueError) as err:
-        raise UserError(f"{path}: corrupt svformer export metadata ({err})") from None
+    weights = load_trained(path)
+    source = weights.source
+    student = weights.states.get("student")
+    if student is None:
+        raise UserError(f"{source}: no student weights (it has: {', '.join(weights.states)}); "
+                        "model.pretrain_init needs a `cli.py pretrain` run")
+    state = {k[len(ENCODER_PREFIX):]: v for k, v in student.items() if k.startswith(ENCODER_PREFIX)}
+    if not state:
+        raise UserError(f"{source}: not a masked-video pretraining checkpoint (no {ENCODER_PREFIX}* weights, keys like "
+                        f"{_first(list(student), 3)}); use model.official_init for a trained classifier")
+    target = model.state_dict()
+    fresh = [k for k in target if k.startswith("head.")]
+    _fit_embeddings(state, model)
+    missing = [k for k in target if k not in state and k not in fresh]
+    unexpected = [k for k in state if k not in target or k in fresh]
+    bad = _shape_mismatches(state, target)
+    if missing or unexpected or bad:
+        parts = [f"{len(v)} {what} ({_first(v, 2)})" for what, v in
+                 (("shape mismatches", bad), ("missing keys", missing), ("unexpected keys", unexpected)) if v]
+        saved = weights.config.model
+        raise UserError(f"{source}: pretrained encoder does not fit this model: {'; '.join(parts)}; it was pretrained "
+                        f"as model.variant={saved.variant} patch_size={saved.patch_size} embed_dim={saved.embed_dim} "
+                        f"depth={saved.depth} num_heads={saved.num_heads}: use the same model.* settings")
+    model.load_state_dict({**state, **{k: target[k] for k in fresh}}, strict=True)
+    dropped = sum(1 for k in student if not k.startswith(ENCODER_PREFIX))
+    log.info("pretrained encoder from %s (step %d): %d tensors loaded, %d decoder tensors dropped, new %s",
+             source, weights.step, len(state), dropped, _first(fresh, 2))
+    return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}

@@ -1,4 +1,8 @@
-"""Pure video transforms: training crops, weak/strong views, test crops, normalisation, channel dropout.
+"""Every view of a clip, in one place: training crops, the weak and strong views, test crops, normalisation.
+
+The strong view is built in two parts: `weak_strong_views` (temporal warping and RandAugment, on
+uint8 clips in the loader workers) and `strong_device_ops` (channel dropout, on the normalised batch
+on the device, where the SVFormer method calls it). Both read the `ssl` config section.
 
 A clip is (C, T, H, W), uint8 (0-255) or float (0-1); a batch is (B, C, T, H, W). Every function
 returns a new tensor, never modifies its input, and draws randomness only from the explicit
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 
 from svformer.config import SSLConfig
 from svformer.randaugment import rand_augment
+from svformer.ssl.warp import apply_temporal_warp, temporal_warp_indices
 
 
 class CropBox(NamedTuple):
@@ -97,12 +102,9 @@ def weak_strong_views(clip: torch.Tensor, size: int, short_side_range: Sequence[
 
     weak = train_view. strong = the same crop and flip, then temporal warping (TWAug, when
     `ssl_cfg.temporal_warp`) and RandAugment (when `ssl_cfg.strong_ops` is randaugment or both).
-    Channel dropout, the other strong op, runs later on the device (`channel_dropout`).
+    Channel dropout, the other strong op, runs later on the device (`strong_device_ops`).
     Returns (weak, strong), both (C, T, size, size) in the input dtype.
     """
-    # Imported here, not at the top: svformer.ssl's step imports this module (channel_dropout).
-    from svformer.ssl.warp import apply_temporal_warp, temporal_warp_indices
-
     weak = train_view(clip, size, short_side_range, hflip, g)
     strong = weak
     if ssl_cfg.temporal_warp:
@@ -170,3 +172,11 @@ def channel_dropout(batch: torch.Tensor, p: float, g: torch.Generator | None) ->
     keep = torch.rand(batch.shape[:2], generator=g, device=g.device if g is not None else "cpu") >= p
     scale = keep.to(device=batch.device, dtype=batch.dtype) / (1.0 - p)
     return batch * scale.view(*batch.shape[:2], *([1] * (batch.dim() - 2)))
+
+
+def strong_device_ops(strong: torch.Tensor, ssl_cfg: SSLConfig, g: torch.Generator | None) -> torch.Tensor:
+    """The strong view's ops that run on the normalised batch on the device: channel dropout when
+    `ssl_cfg.strong_ops` is dropout or both (else the batch itself). (B, C, T, H, W) -> same."""
+    if ssl_cfg.strong_ops in ("dropout", "both"):
+        return channel_dropout(strong, ssl_cfg.channel_dropout, g)
+    return strong

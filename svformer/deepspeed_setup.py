@@ -1,7 +1,9 @@
-"""DeepSpeed set-up: process group, the engine config, and the engine itself.
+"""DeepSpeed set-up: process group, the engine config, the engine, its checkpoint loading, collectives.
 
 `ds_config.json` owns precision, ZeRO and clipping; batch sizes come from the YAML config and are
-injected here, in one place. A batch size written in the JSON that disagrees is an error.
+injected here, in one place. A batch size written in the JSON that disagrees is an error. The loop
+owns the accumulation boundary (`managed_gradient_accumulation: false`): micro-steps only run
+backward, and one `engine.step()` reduces the gradients and updates the weights.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import json
 import logging
 import os
 import socket
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 import torch.distributed as dist
@@ -51,8 +55,11 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def engine_config(cfg: Config, world_size: int) -> dict:
-    """Read `train.ds_config`, apply `train.precision`, inject the batch sizes."""
+def engine_config(cfg: Config, world_size: int, load_universal: bool = False) -> dict:
+    """Read `train.ds_config`, apply `train.precision`, inject the batch sizes.
+
+    load_universal: the run resumes from a universal checkpoint (saved with another process count).
+    """
     path = Path(cfg.train.ds_config)
     try:
         ds = json.loads(path.read_text())
@@ -85,6 +92,10 @@ def engine_config(cfg: Config, world_size: int) -> dict:
         ds["bf16"] = {"enabled": False}
     ds.setdefault("zero_allow_untested_optimizer", True)
     ds.setdefault("steps_per_print", 10**9)
+    # The loop calls engine.step() once per optimizer step, after its micro-steps' backward passes.
+    ds["managed_gradient_accumulation"] = False
+    if load_universal:
+        ds.setdefault("checkpoint", {})["load_universal"] = True
     return ds
 
 
@@ -123,14 +134,42 @@ def initialize(model: torch.nn.Module, optimizer, scheduler, ds: dict):
     return engine, engine_scheduler
 
 
-def all_true(flag: bool, device: torch.device) -> bool:
-    """True when `flag` holds on every rank (one tiny all-reduce)."""
-    return all_sum([0.0 if flag else 1.0], device)[0] == 0.0
+def autocast_context(ds: dict, device: torch.device) -> Callable[[], ContextManager]:
+    """A factory of the engine's autocast context (bf16 when ds_config's torch_autocast is on, else none),
+    for forwards that run outside the engine, such as the EMA teacher's."""
+    autocast = ds.get("torch_autocast", {})
+    if not autocast.get("enabled"):
+        return nullcontext
+    dtype = torch.float16 if autocast.get("dtype") in ("float16", "fp16") else torch.bfloat16
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def all_sum(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sum of a list of floats over ranks."""
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+def all_sum(values: list[float] | torch.Tensor, device: torch.device) -> list[float]:
+    """Element-wise sum over ranks of a list of floats (or a 1-D tensor already on `device`): one
+    all-reduce and one read back to the host."""
+    tensor = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def load_engine_checkpoint(engine, ckpt: Path, saved_world_size: int) -> None:
+    """Restore student, optimizer and scheduler from a checkpoint directory written by `save_checkpoint`.
+
+    A checkpoint written by another number of processes holds ZeRO optimizer partitions of another
+    shape; it is loaded through DeepSpeed's universal checkpoint (see `universal_dir`).
+    """
+    if saved_world_size == _world_size():
+        engine.load_checkpoint(str(ckpt.parent), tag=ckpt.name, load_module_strict=True)
+        return
+    universal = universal_dir(ckpt)
+    engine.load_checkpoint(str(universal.parent), tag=universal.name, load_module_strict=True)
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def universal_dir(ckpt: Path) -> Path:
+    """Where the universal (world-size free) form of `ckpt` lives: a sibling `<tag>.universal` directory."""
+    return ckpt.with_name(ckpt.name + ".universal")

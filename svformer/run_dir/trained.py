@@ -1,0 +1,224 @@
+"""Reading trained weights for inference (eval, export, predict) and writing the one-file export.
+
+Accepts a run directory (its newest intact checkpoint), a checkpoint directory or an exported
+`.safetensors` file; problems are one-line `UserError`s.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from svformer.config import Config, from_dict, load_config, to_dict
+from svformer.errors import UserError
+from svformer.run_dir.layout import (
+    INDEX,
+    MODEL_FILE,
+    CorruptCheckpoint,
+    complete_checkpoints,
+    latest_checkpoint,
+    step_of,
+    verify,
+)
+
+EXPORT_FORMAT = "svformer-export"
+EXPORT_VERSION = "1"
+
+
+@dataclass
+class TrainedWeights:
+    """What a checkpoint or export holds for inference: config, step, state dicts, data provenance."""
+
+    config: Config
+    step: int
+    states: dict[str, dict[str, torch.Tensor]]
+    source: Path
+    data: dict = field(default_factory=dict)
+    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (see `data_info`)."""
+
+
+def _torch_load(path: Path, weights_only: bool = True) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptCheckpoint(f"{path}: unreadable ({first[:160]})") from None
+
+
+def _from_checkpoint_dir(ckpt: Path) -> TrainedWeights:
+    verify(ckpt)
+    config = load_config(ckpt / "config.yaml")
+    if not (ckpt / MODEL_FILE).exists():
+        raise UserError(f"{ckpt}: no {MODEL_FILE}; not a complete svformer checkpoint")
+    # DeepSpeed's own file: its non-tensor entries need full unpickling (the index vouches for its bytes)
+    student = _torch_load(ckpt / MODEL_FILE, weights_only=False)["module"]
+    states = {"student": {k: v.float() for k, v in student.items()}}
+    method_file = ckpt / "method.pt"
+    if method_file.exists():
+        teacher = _torch_load(method_file).get("teacher")
+        if teacher is not None:
+            states["teacher"] = teacher
+    elif (ckpt / "teacher.pt").exists():
+        states["teacher"] = _torch_load(ckpt / "teacher.pt")
+    data = json.loads((ckpt / "data.json").read_text()) if (ckpt / "data.json").exists() else {}
+    return TrainedWeights(config, step_of(ckpt), states, ckpt, data)
+
+
+def _from_exported(path: Path) -> TrainedWeights:
+    state, config_dict, _ = load_exported(path)
+    which = config_dict.pop("_exported_model", "student")
+    step = int(config_dict.pop("_exported_step", -1))
+    data = config_dict.pop("_data", {})
+    return TrainedWeights(from_dict(config_dict), step, {which: state}, path, data)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory (its newest intact checkpoint), a checkpoint directory, or an exported file."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"--ckpt {path} does not exist")
+    if (path / "config.yaml").exists() and ((path / INDEX).exists() or (path / "state.pt").exists()):
+        return path
+    ckpt = latest_checkpoint(path)
+    if ckpt is None:
+        damaged = complete_checkpoints(path)
+        if damaged:
+            raise CorruptCheckpoint(f"{path}: every checkpoint is damaged (newest: {damaged[-1].name}); "
+                                    "see the warnings above")
+        raise UserError(f"{path}: no complete checkpoint (expected {path}/checkpoints/step-NNNNNN/); "
+                        "has training saved yet?")
+    return ckpt
+
+
+def load_trained(path: str | Path) -> TrainedWeights:
+    """Read weights from a run directory, a checkpoint directory or an exported `.safetensors` file.
+
+    Raises UserError (one line) when there is nothing usable at `path` or it is damaged.
+    """
+    resolved = resolve_checkpoint(path)
+    return _from_exported(resolved) if resolved.is_file() else _from_checkpoint_dir(resolved)
+
+
+def pick_models(weights: TrainedWeights, which: str) -> list[str]:
+    """The model names to score for `--model teacher|student|both`."""
+    if which == "both":
+        return [name for name in ("teacher", "student") if name in weights.states]
+    if which not in weights.states:
+        have = ", ".join(weights.states)
+        raise UserError(f"{weights.source}: has no {which} weights (it has: {have}); "
+                        "a teacher exists only after the SSL stage has started")
+    return [which]
+
+
+def build_trained_model(weights: TrainedWeights, name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The saved config's model with `weights.states[name]` loaded, in eval mode on `device`."""
+    from svformer.model import build_model
+
+    cfg = weights.config
+    model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
+                        img_size=cfg.data.img_size, **cfg.model.overrides())
+    try:
+        model.load_state_dict(weights.states[name])
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        raise UserError(f"{weights.source}: {name} weights do not fit the saved config's model "
+                        f"({lines[1].strip() if len(lines) > 1 else err})") from None
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- data provenance
+
+
+def data_info(cfg: Config) -> dict:
+    """The prep settings and class names of the run's shards, recorded in every checkpoint and export
+    so that `predict` decodes a raw video exactly as its training shards were made."""
+    from svformer.data import read_manifest
+
+    prep: dict = {}
+    names = None
+    for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
+        if not Path(spec).is_dir():
+            continue
+        try:
+            manifest = read_manifest(spec)
+        except UserError:
+            continue
+        settings = manifest.get("settings", {})
+        if not prep and "short_side" in settings:
+            prep = {k: settings[k] for k in ("short_side", "fps", "quality") if k in settings}
+        if names is None and isinstance(manifest.get("class_names"), list):
+            names = manifest["class_names"]
+    if names is None:
+        from svformer.reports import class_names
+
+        found = class_names(cfg)
+        names = None if found == [str(i) for i in range(cfg.model.num_classes)] else found
+    return {"prep": prep, "class_names": names}
+
+
+# ---------------------------------------------------------------- export: one safetensors file
+
+
+def save_exported(path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict,
+                  num_classes: int) -> Path:
+    """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename)."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    metadata = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                "config": json.dumps(config_dict), "num_classes": str(int(num_classes))}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {path} ({err.strerror or err})") from None
+    return path
+
+
+def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]:
+    """Read a file written by `save_exported` -> (state_dict, config_dict, num_classes).
+
+    Raises:
+        UserError: missing file, not safetensors, or a safetensors file not written by svformer.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"exported model {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != EXPORT_FORMAT:
+                raise UserError(f"{path} is not an svformer export (no '{EXPORT_FORMAT}' metadata);"
+                                " use `cli.py export` to make one")
+            if meta.get("version") != EXPORT_VERSION:
+                raise UserError(f"{path}: export format version {meta.get('version')!r} is not supported"
+                                f" (expected {EXPORT_VERSION})")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        return state, json.loads(meta["config"]), int(meta["num_classes"])
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    except (KeyError, ValueError) as err:
+        raise UserError(f"{path}: corrupt svformer export metadata ({err})") from None
+
+
+def export(ckpt: str | Path, out: str | Path, which: str = "teacher") -> Path:
+    """Write one safetensors file (weights + config + class count + data provenance), no DeepSpeed needed."""
+    weights = load_trained(ckpt)
+    (name,) = pick_models(weights, which)
+    config = to_dict(weights.config)
+    config["_exported_model"], config["_exported_step"], config["_data"] = name, weights.step, weights.data
+    return save_exported(out, weights.states[name], config, weights.config.model.num_classes)
