@@ -3,6 +3,7 @@
 Every key a module reads is declared here with a one-line docstring; loading rejects unknown keys
 and lists the valid ones (the reference code read SSL keys it never declared).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,10 @@ class DataConfig:
     """Samples held in the shuffle buffer of each training stream."""
 
     def __post_init__(self) -> None:
-        _check(len(self.short_side_range) == 2 and self.short_side_range[0] <= self.short_side_range[1],
-               "data.short_side_range must be [min, max] with min <= max")
+        _check(
+            len(self.short_side_range) == 2 and self.short_side_range[0] <= self.short_side_range[1],
+            "data.short_side_range must be [min, max] with min <= max",
+        )
         _check(self.num_frames >= 1 and self.sampling_rate >= 1, "data.num_frames and data.sampling_rate must be >= 1")
         _check(self.batch_size >= 1 and self.unlabeled_ratio >= 0, "data.batch_size >= 1 and data.unlabeled_ratio >= 0")
         _check(len(self.mean) == 3 and len(self.std) == 3, "data.mean and data.std need 3 values")
@@ -88,6 +91,9 @@ class ModelConfig:
     """Local timm-format ImageNet ViT weights (.pth/.safetensors/.npz) to initialise from, or empty."""
     official_init: str = ""
     """Local official TimeSformer/SVFormer checkpoint to initialise from, or empty."""
+    pretrain_init: str = ""
+    """Encoder from masked-video pretraining (`cli.py pretrain`): its run directory, one of its checkpoint
+    directories or an exported file; loaded strictly, decoder dropped, a new head. Empty: none."""
 
     def overrides(self) -> dict:
         """The non-default architecture fields as keyword arguments for `build_model`."""
@@ -98,9 +104,15 @@ class ModelConfig:
         return out
 
     def __post_init__(self) -> None:
-        _check(self.variant in ("tiny", "small", "base"), f"model.variant must be tiny, small or base, not {self.variant!r}")
+        _check(
+            self.variant in ("tiny", "small", "base"),
+            f"model.variant must be tiny, small or base, not {self.variant!r}",
+        )
         _check(self.num_classes >= 2, "model.num_classes must be >= 2")
         _check(self.time_embed_std >= 0, "model.time_embed_std must be >= 0")
+        inits = [k for k in ("imagenet_init", "official_init", "pretrain_init") if getattr(self, k)]
+        if len(inits) > 1:
+            raise UserError(f"model.{inits[0]} and model.{inits[1]} are both set; set one initialisation")
 
 
 @dataclass
@@ -150,9 +162,58 @@ class SSLConfig:
         _check(0.0 <= self.ema_decay <= 1.0, "ssl.ema_decay must be in [0, 1]")
         _check(self.mask_shape in ("tube", "token", "frame"), "ssl.mask_shape must be tube, token or frame")
         _check(self.mix_loss in ("mse", "soft_ce"), "ssl.mix_loss must be mse or soft_ce")
-        _check(self.strong_ops in ("dropout", "randaugment", "both", "none"),
-               "ssl.strong_ops must be dropout, randaugment, both or none")
+        _check(
+            self.strong_ops in ("dropout", "randaugment", "both", "none"),
+            "ssl.strong_ops must be dropout, randaugment, both or none",
+        )
         _check(self.mix_alpha > 0, "ssl.mix_alpha must be > 0")
+
+
+@dataclass
+class PretrainConfig:
+    """Masked-video pretraining (`cli.py pretrain`, VideoMAE-style): masks, decoder, data."""
+
+    mask_ratio: float = 0.9
+    """Share of each frame's patches hidden; tube masking hides the same positions in every frame."""
+    decoder_dim: int = 384
+    """Token width of the light decoder."""
+    decoder_depth: int = 4
+    """Transformer blocks of the decoder (joint space-time attention over all tokens)."""
+    decoder_heads: int = 6
+    """Attention heads of the decoder; decoder_dim must be divisible by it."""
+    norm_pix_loss: bool = True
+    """Reconstruct each patch's pixels normalised to zero mean, unit std per channel (VideoMAE); false:
+    the normalised input pixels."""
+    data: list[str] = field(default_factory=list)
+    """In-domain shard specs to pretrain on, mixed by shard count (labels unused); empty: data.unlabeled
+    and data.labeled."""
+    synthetic: str = ""
+    """Shards of a synthetic pretraining set (`cli.py synth --kind pretrain`, then `prep`), or empty."""
+    synthetic_weight: float = 0.0
+    """Share of optimizer steps fed from `synthetic` (interleaved evenly); 1 pretrains on it alone."""
+    recon_every: int = 500
+    """Write recon.png (frames, mask, reconstruction) into the run directory every N steps (0: never)."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.mask_ratio < 1.0, "pretrain.mask_ratio must be in [0, 1)")
+        _check(
+            self.decoder_dim >= 1 and self.decoder_depth >= 1 and self.decoder_heads >= 1,
+            "pretrain.decoder_dim, decoder_depth and decoder_heads must be >= 1",
+        )
+        _check(
+            self.decoder_dim % self.decoder_heads == 0,
+            f"pretrain.decoder_dim {self.decoder_dim} is not divisible by pretrain.decoder_heads {self.decoder_heads}",
+        )
+        _check(0.0 <= self.synthetic_weight <= 1.0, "pretrain.synthetic_weight must be in [0, 1]")
+        _check(
+            not (self.synthetic and self.synthetic_weight == 0),
+            "pretrain.synthetic is set but pretrain.synthetic_weight is 0: set the share of steps it feeds",
+        )
+        _check(
+            not (self.synthetic_weight > 0 and not self.synthetic),
+            "pretrain.synthetic_weight > 0 needs pretrain.synthetic (the synthetic shards)",
+        )
+        _check(self.recon_every >= 0, "pretrain.recon_every must be >= 0")
 
 
 @dataclass
@@ -216,11 +277,16 @@ class TrainConfig:
     """Override the ds_config precision: bf16, fp16 or fp32 (empty: keep the file's)."""
     max_bad_steps: int = 20
     """Stop the run after this many consecutive non-finite losses."""
+    compile: bool = False
+    """Compile the student (and so its EMA copy) in place with `torch.compile` before the engine wraps it."""
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, "train.max_steps must be >= 1")
         _check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps must be in [0, max_steps]")
-        _check(self.grad_accum >= 1 and self.checkpoint_every >= 1, "train.grad_accum and train.checkpoint_every must be >= 1")
+        _check(
+            self.grad_accum >= 1 and self.checkpoint_every >= 1,
+            "train.grad_accum and train.checkpoint_every must be >= 1",
+        )
         _check(self.precision in ("", "bf16", "fp16", "fp32"), "train.precision must be bf16, fp16, fp32 or empty")
 
 
@@ -252,6 +318,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ssl: SSLConfig = field(default_factory=SSLConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -320,7 +387,9 @@ def _build(cls, raw: dict, where: str, source: str):
     unknown = sorted(set(raw) - set(types))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise UserError(f"{source}: unknown key {prefix}{unknown[0]}; valid keys: {', '.join(prefix + k for k in types)}")
+        raise UserError(
+            f"{source}: unknown key {prefix}{unknown[0]}; valid keys: {', '.join(prefix + k for k in types)}"
+        )
     kwargs = {}
     for key, value in raw.items():
         hint = types[key]
@@ -349,7 +418,7 @@ def _set(raw: dict, dotted: str, value: str, source: str) -> None:
             node[part] = value
         else:
             if not dataclasses.is_dataclass(hint):
-                raise UserError(f"{source}: {'.'.join(parts[:i + 1])} is not a section")
+                raise UserError(f"{source}: {'.'.join(parts[: i + 1])} is not a section")
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]

@@ -7,6 +7,7 @@ norm, head) so that importing an official checkpoint is a rename (see weight_imp
 
 Tokens are kept as (B, 1 + T*N, D): the class token, then frame 0's N patch tokens, frame 1's, ...
 """
+
 from __future__ import annotations
 
 import math
@@ -21,12 +22,22 @@ from torch.utils.checkpoint import checkpoint
 from svformer.errors import UserError
 
 VARIANTS: dict[str, dict[str, int]] = {
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3),    # ViT-Ti/16
-    "small": dict(embed_dim=384, depth=12, num_heads=6),   # ViT-S/16
-    "base": dict(embed_dim=768, depth=12, num_heads=12),   # ViT-B/16
+    "tiny": dict(embed_dim=192, depth=12, num_heads=3),  # ViT-Ti/16
+    "small": dict(embed_dim=384, depth=12, num_heads=6),  # ViT-S/16
+    "base": dict(embed_dim=768, depth=12, num_heads=12),  # ViT-B/16
 }
-OVERRIDES = ("patch_size", "embed_dim", "depth", "num_heads", "drop_path_rate", "mlp_ratio",
-             "grad_checkpointing", "fused_attention", "in_chans", "time_embed_std")
+OVERRIDES = (
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "drop_path_rate",
+    "mlp_ratio",
+    "grad_checkpointing",
+    "fused_attention",
+    "in_chans",
+    "time_embed_std",
+)
 
 
 def resize_pos_embed(pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -87,8 +98,9 @@ class Block(nn.Module):
         fused: attention implementation (see `Attention`).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 fused: bool = True) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, fused: bool = True
+    ) -> None:
         super().__init__()
         self.temporal_norm1 = layer_norm(dim)
         self.temporal_attn = Attention(dim, num_heads, fused)
@@ -147,8 +159,9 @@ def mix_tokens(tokens: torch.Tensor, mix_mask: torch.Tensor, mix_index: torch.Te
         (B, T, gh, gw, D) mixed tokens.
     """
     if mix_mask.shape != tokens.shape[:4]:
-        raise ValueError(f"mix_mask must have shape (B, T, gh, gw) = {tuple(tokens.shape[:4])}, "
-                         f"got {tuple(mix_mask.shape)}")
+        raise ValueError(
+            f"mix_mask must have shape (B, T, gh, gw) = {tuple(tokens.shape[:4])}, got {tuple(mix_mask.shape)}"
+        )
     if mix_index.shape != tokens.shape[:1]:
         raise ValueError(f"mix_index must have shape ({tokens.shape[0]},), got {tuple(mix_index.shape)}")
     return torch.where(mix_mask.bool()[..., None], tokens, tokens[mix_index])
@@ -169,10 +182,22 @@ class TimeSformer(nn.Module):
             frame order; > 0 draws it from a truncated normal of that std instead.
     """
 
-    def __init__(self, num_classes: int, num_frames: int = 8, img_size: int = 224, patch_size: int = 16,
-                 in_chans: int = 3, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.1, fused_attention: bool = True,
-                 grad_checkpointing: bool = False, time_embed_std: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        num_frames: int = 8,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.1,
+        fused_attention: bool = True,
+        grad_checkpointing: bool = False,
+        time_embed_std: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.num_frames = num_frames
@@ -186,8 +211,7 @@ class TimeSformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size[0] * self.grid_size[1], embed_dim))
         self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))  # zero: starts as the 2D ViT
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # 0 ... drop_path_rate
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, rate, fused_attention) for rate in rates)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, rate, fused_attention) for rate in rates)
         self.norm = layer_norm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights(time_embed_std)
@@ -222,10 +246,15 @@ class TimeSformer(nn.Module):
 
     def _time_embed(self, num_frames: int) -> torch.Tensor:
         """(1, T, D): the built table, interpolated (nearest, as the official code) if T differs."""
-        return self.time_embed if num_frames == self.time_embed.shape[1] else resize_time_embed(self.time_embed, num_frames)
+        return (
+            self.time_embed
+            if num_frames == self.time_embed.shape[1]
+            else resize_time_embed(self.time_embed, num_frames)
+        )
 
-    def forward_features(self, video: torch.Tensor, mix_mask: torch.Tensor | None = None,
-                         mix_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, video: torch.Tensor, mix_mask: torch.Tensor | None = None, mix_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """video float (B, C, T, H, W) -> normed class token (B, D). See `forward` for the mix args."""
         x = self.patch_embed(video)  # (B, T, gh, gw, D)
         if mix_mask is not None or mix_index is not None:
@@ -237,15 +266,48 @@ class TimeSformer(nn.Module):
         x = rearrange(x, "b t gh gw d -> b t (gh gw) d") + pos[:, None, 1:] + self._time_embed(t)[:, :, None]
         cls = (self.cls_token + pos[:, :1]).expand(b, -1, -1)  # (B, 1, D)
         x = torch.cat([cls, rearrange(x, "b t n d -> b (t n) d")], dim=1)  # (B, 1 + T*N, D)
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, t, use_reentrant=False)
-            else:
-                x = block(x, t)
+        x = self._run_blocks(x, t)
         return self.norm(x[:, 0])  # LayerNorm is per token: norming only the class token is the same
 
-    def forward(self, video: torch.Tensor, mix_mask: torch.Tensor | None = None,
-                mix_index: torch.Tensor | None = None) -> torch.Tensor:
+    def _run_blocks(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """(B, 1 + T*N, D) through every block (N may be any per-frame token count)."""
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, num_frames, use_reentrant=False)
+            else:
+                x = block(x, num_frames)
+        return x
+
+    def forward_visible(self, video: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """The encoder on the visible tubes only (masked-video pretraining, svformer/mae.py).
+
+        Every frame keeps the same Nv patch positions, so divided attention still sees a regular
+        T x Nv grid and its cost falls with the mask ratio. Position embeddings are gathered at the
+        visible positions; the time embedding is added as in `forward`. The class token is kept: it
+        takes part in every frame's spatial attention as in `forward`, so a fine-tuned model starts
+        from a trained class token instead of an untrained one that every patch attends to. It is
+        not returned (the decoder reconstructs patches).
+
+        Args:
+            video: float (B, C, T, H, W), normalised.
+            visible: long (B, Nv) spatial patch indices (row-major in the H/p x W/p grid), the same in every frame.
+        Returns:
+            normed patch tokens (B, T*Nv, D): frame 0's Nv tokens, frame 1's, ...
+        """
+        x = self.patch_embed(video)  # (B, T, gh, gw, D)
+        b, t, gh, gw, d = x.shape
+        pos = self._pos_embed(gh, gw)
+        x = rearrange(x, "b t gh gw d -> b t (gh gw) d") + pos[:, None, 1:] + self._time_embed(t)[:, :, None]
+        index = repeat(visible, "b nv -> b t nv d", t=t, d=d)
+        x = torch.gather(x, 2, index)  # (B, T, Nv, D)
+        cls = (self.cls_token + pos[:, :1]).expand(b, -1, -1)  # (B, 1, D)
+        x = torch.cat([cls, rearrange(x, "b t nv d -> b (t nv) d")], dim=1)  # (B, 1 + T*Nv, D)
+        x = self._run_blocks(x, t)
+        return self.norm(x[:, 1:])
+
+    def forward(
+        self, video: torch.Tensor, mix_mask: torch.Tensor | None = None, mix_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Class logits of a batch of clips, optionally token-mixed.
 
         Args:
@@ -258,8 +320,7 @@ class TimeSformer(nn.Module):
         return self.head(self.forward_features(video, mix_mask, mix_index))
 
 
-def build_model(variant: str, num_classes: int, num_frames: int = 8, img_size: int = 224,
-                **overrides) -> TimeSformer:
+def build_model(variant: str, num_classes: int, num_frames: int = 8, img_size: int = 224, **overrides) -> TimeSformer:
     """A randomly initialised TimeSformer of a named size (weights are loaded separately).
 
     Args:

@@ -5,6 +5,7 @@ of forward + backward, one finite check, the optimizer step, the method's after-
 checkpoint. What a step computes is the method's business (`svformer/methods/`); this file knows no
 teacher and no stage.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,14 @@ import torch
 from svformer import run_dir as runs
 from svformer.config import Config, load_config, save_config
 from svformer.data import read_manifest
-from svformer.deepspeed_setup import all_sum, autocast_context, engine_config, init_distributed, initialize, precision_name
+from svformer.deepspeed_setup import (
+    all_sum,
+    autocast_context,
+    engine_config,
+    init_distributed,
+    initialize,
+    precision_name,
+)
 from svformer.errors import UserError
 from svformer.evaluate import quick_accuracy
 from svformer.methods import Context, Method, build_method
@@ -43,8 +51,13 @@ def method_for(cfg: Config) -> str:
 
 def check_shards(cfg: Config, method: str) -> int:
     """Fail at start, in one line, when the shards cannot serve this config. Returns #labeled videos."""
+    if method == "masked_video":
+        from svformer.methods.masked_video import pretrain_urls
+
+        pretrain_urls(cfg)  # every pretraining spec names shards, or one line naming its config key
+        return 0
     num_labeled = 0
-    roles = {"svformer": ("labeled", "unlabeled"), "supervised": ("labeled",)}.get(method, ())
+    roles = {"svformer": ("labeled", "unlabeled"), "supervised": ("labeled",)}[method]
     for role in roles:
         spec = getattr(cfg.data, role)
         if not Path(spec).is_dir():
@@ -52,11 +65,15 @@ def check_shards(cfg: Config, method: str) -> int:
         manifest = read_manifest(spec)
         labels = [int(k) for k in manifest.get("classes", {}) if int(k) >= 0]
         if labels and max(labels) >= cfg.model.num_classes:
-            raise UserError(f"{spec}: shards hold label {max(labels)} but model.num_classes is "
-                            f"{cfg.model.num_classes}; set model.num_classes to the dataset's class count")
+            raise UserError(
+                f"{spec}: shards hold label {max(labels)} but model.num_classes is "
+                f"{cfg.model.num_classes}; set model.num_classes to the dataset's class count"
+            )
         if manifest.get("num_classes") and manifest["num_classes"] != cfg.model.num_classes:
-            raise UserError(f"{spec}: prepped with --num-classes {manifest['num_classes']} but model.num_classes "
-                            f"is {cfg.model.num_classes}")
+            raise UserError(
+                f"{spec}: prepped with --num-classes {manifest['num_classes']} but model.num_classes "
+                f"is {cfg.model.num_classes}"
+            )
         if role == "labeled":
             num_labeled = int(manifest.get("num_samples", 0))
     return num_labeled
@@ -68,14 +85,19 @@ def make_model(cfg: Config, method: str = "svformer") -> torch.nn.Module:
         from svformer.methods.masked_video import build_pretrain_model
 
         return build_pretrain_model(cfg)
-    model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
-                        img_size=cfg.data.img_size, grad_checkpointing=cfg.model.grad_checkpointing,
-                        **cfg.model.overrides())
+    model = build_model(
+        cfg.model.variant,
+        cfg.model.num_classes,
+        num_frames=cfg.data.num_frames,
+        img_size=cfg.data.img_size,
+        grad_checkpointing=cfg.model.grad_checkpointing,
+        **cfg.model.overrides(),
+    )
     if cfg.model.official_init:
         load_official(model, cfg.model.official_init)
     elif cfg.model.imagenet_init:
         load_imagenet_vit(model, cfg.model.imagenet_init)
-    elif getattr(cfg.model, "pretrain_init", ""):
+    elif cfg.model.pretrain_init:
         from svformer.weight_import import load_pretrained_encoder
 
         load_pretrained_encoder(model, cfg.model.pretrain_init)
@@ -87,8 +109,10 @@ def check_same_model(ckpt: Path, cfg: Config) -> None:
     saved = load_config(ckpt / "config.yaml")
     for key in ARCH_KEYS:
         if getattr(saved.model, key) != getattr(cfg.model, key):
-            raise UserError(f"{ckpt}: written for model.{key}={getattr(saved.model, key)!r}, the config says "
-                            f"{getattr(cfg.model, key)!r}; use another train.output_dir or the same model")
+            raise UserError(
+                f"{ckpt}: written for model.{key}={getattr(saved.model, key)!r}, the config says "
+                f"{getattr(cfg.model, key)!r}; use another train.output_dir or the same model"
+            )
 
 
 class StopRequest:
@@ -141,6 +165,8 @@ def train(cfg: Config, method: str | None = None) -> Path:
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = make_model(cfg, kind).to(device)
+    if cfg.train.compile:
+        model.compile()  # in place: the engine, the EMA copy and checkpoints keep the same parameter names
     optimizer = build_optimizer(model, cfg.optim, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     ds = engine_config(cfg, world, load_universal=universal)
@@ -155,9 +181,11 @@ def train(cfg: Config, method: str | None = None) -> Path:
     batches = {name: iter(stream) for name, stream in streams.items()}
     data = runs.data_info(cfg)
     monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0, desc=kind)
-    monitor.message(f"svformer {kind}: {world} process(es) on {device}, {precision_name(ds)}, "
-                    f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, run dir {run_dir}"
-                    + (f", resumed at step {step}" if step else ""))
+    monitor.message(
+        f"svformer {kind}: {world} process(es) on {device}, {precision_name(ds)}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, run dir {run_dir}"
+        + (f", resumed at step {step}" if step else "")
+    )
     labeled_per_step = cfg.data.batch_size * cfg.train.grad_accum * world
     stop = StopRequest()
     bad_in_a_row = 0
@@ -175,15 +203,18 @@ def train(cfg: Config, method: str | None = None) -> Path:
             # One all-reduce and one host read per optimizer step: a non-finite loss on any rank skips
             # the step on every rank (else the gradient all-reduce would hang), and a stop signal on
             # any rank stops every rank after this step.
-            bad, stopping = all_sum(torch.stack([non_finite, torch.tensor(float(stop.signal is not None),
-                                                                          device=device)]), device)
+            bad, stopping = all_sum(
+                torch.stack([non_finite, torch.tensor(float(stop.signal is not None), device=device)]), device
+            )
             if bad:
                 engine.zero_grad()  # drop this step's gradients; the optimizer does not step
                 bad_in_a_row += 1
                 monitor.message(f"step {step}: non-finite loss, step skipped ({bad_in_a_row} in a row)")
                 if bad_in_a_row >= cfg.train.max_bad_steps:
-                    raise UserError(f"{bad_in_a_row} non-finite losses in a row at step {step}: lower optim.lr, "
-                                    "use train.precision=bf16/fp32, or check the data; the last checkpoint is intact")
+                    raise UserError(
+                        f"{bad_in_a_row} non-finite losses in a row at step {step}: lower optim.lr, "
+                        "use train.precision=bf16/fp32, or check the data; the last checkpoint is intact"
+                    )
                 continue
             bad_in_a_row = 0
             engine.step()
@@ -192,17 +223,24 @@ def train(cfg: Config, method: str | None = None) -> Path:
             monitor.add(step_logs, clips * world)
             monitor.advance()
             if _due(step, cfg.train.log_every, cfg.train.max_steps):
-                epoch = step * labeled_per_step / max(num_labeled, 1)
-                skipped = float(sum(s.stats()["skipped"] for s in streams.values()))
-                monitor.flush(step, {"lr": scheduler.get_last_lr()[0], "epoch": epoch, "skipped_samples": skipped})
+                extra = {
+                    "lr": scheduler.get_last_lr()[0],
+                    "skipped_samples": float(sum(s.stats()["skipped"] for s in streams.values())),
+                }
+                if num_labeled:  # an epoch is a pass over the labeled set (the paper's unit)
+                    extra["epoch"] = step * labeled_per_step / num_labeled
+                monitor.flush(step, extra)
             if cfg.train.val_every and _due(step, cfg.train.val_every, cfg.train.max_steps):
                 _validate(cfg, method_, rank, world, device, monitor, step)
             if _due(step, cfg.train.checkpoint_every, cfg.train.max_steps) or stopping:
-                saved = runs.save(engine, method_, cfg, step, {"epoch": step * labeled_per_step / max(num_labeled, 1)},
-                                  data)
+                saved = runs.save(
+                    engine, method_, cfg, step, {"epoch": step * labeled_per_step / max(num_labeled, 1)}, data
+                )  # epoch 0 for pretraining: no labeled set
                 if stopping:
-                    raise TrainingStopped(f"stopped by a signal after step {step}; checkpoint {saved} saved: "
-                                          "run the same command to resume")
+                    raise TrainingStopped(
+                        f"stopped by a signal after step {step}; checkpoint {saved} saved: "
+                        "run the same command to resume"
+                    )
     finally:
         stop.restore()
         monitor.close()

@@ -3,14 +3,16 @@
 Everything read from disk goes through `torch.load(weights_only=True)` or safetensors; every
 problem a user can fix is a one-line `UserError` naming the file.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,7 +57,7 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
         raise UserError(f"{source}: expected a state dict, found {type(obj).__name__}")
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -76,9 +78,15 @@ def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
         raise UserError(f"checkpoint {path} is not a ViT .npz ({type(err).__name__})") from None
     grid = math.isqrt(num_pos - 1)
     block = model.blocks[0]
-    vit = VisionTransformer(img_size=grid * model.patch_size, patch_size=model.patch_size,
-                            embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=block.attn.num_heads,
-                            mlp_ratio=block.mlp.fc1.out_features / model.embed_dim, num_classes=0)
+    vit = VisionTransformer(
+        img_size=grid * model.patch_size,
+        patch_size=model.patch_size,
+        embed_dim=model.embed_dim,
+        depth=len(model.blocks),
+        num_heads=block.attn.num_heads,
+        mlp_ratio=block.mlp.fc1.out_features / model.embed_dim,
+        num_classes=0,
+    )
     try:
         _load_weights(vit, str(path))
     except (KeyError, RuntimeError, ValueError) as err:
@@ -90,16 +98,23 @@ def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
 def _fit_embeddings(state: dict[str, torch.Tensor], model: nn.Module) -> None:
     """Resize pos_embed / time_embed in `state` (in place) to the model's grid and T when only those differ."""
     pos, time = state.get("pos_embed"), state.get("time_embed")
-    if pos is not None and pos.shape != model.pos_embed.shape and pos.shape[-1] == model.embed_dim \
-            and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1:
+    if (
+        pos is not None
+        and pos.shape != model.pos_embed.shape
+        and pos.shape[-1] == model.embed_dim
+        and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1
+    ):
         state["pos_embed"] = resize_pos_embed(pos, model.grid_size)
     if time is not None and time.shape != model.time_embed.shape and time.shape[-1] == model.embed_dim:
         state["time_embed"] = resize_time_embed(time, model.time_embed.shape[1])
 
 
 def _shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
-    return [f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-            for k, v in state.items() if k in target and v.shape != target[k].shape]
+    return [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in state.items()
+        if k in target and v.shape != target[k].shape
+    ]
 
 
 def _first(names: list[str], n: int = 5) -> str:
@@ -140,15 +155,24 @@ def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]
     _fit_embeddings(state, model)
     bad = _shape_mismatches(state, target)
     if bad:
-        raise UserError(f"{path}: weights do not fit this model; first mismatch {bad[0]}"
-                        f" ({len(bad)} in all): use a ViT of the same size/patch")
+        raise UserError(
+            f"{path}: weights do not fit this model; first mismatch {bad[0]}"
+            f" ({len(bad)} in all): use a ViT of the same size/patch"
+        )
     report["missing"] = [k for k in target if k not in state]
     if not report["loaded"]:
         raise UserError(f"{path}: no ViT weights recognised (keys like {_first(list(source), 3)})")
     model.load_state_dict(state, strict=False)
-    log.info("ImageNet init from %s: %d loaded, %d temporal copied from spatial, %d skipped (%s), %d left at init (%s)",
-             path, len(report["loaded"]), len(report["from_spatial"]), len(report["skipped"]),
-             _first(report["skipped"], 3), len(report["missing"]), _first(report["missing"], 3))
+    log.info(
+        "ImageNet init from %s: %d loaded, %d temporal copied from spatial, %d skipped (%s), %d left at init (%s)",
+        path,
+        len(report["loaded"]),
+        len(report["from_spatial"]),
+        len(report["skipped"]),
+        _first(report["skipped"], 3),
+        len(report["missing"]),
+        _first(report["missing"], 3),
+    )
     return report
 
 
@@ -163,7 +187,7 @@ def _official_to_ours(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
     out: dict[str, torch.Tensor] = {}
     original: dict[str, str] = {}
     for key, value in state.items():
-        name = key[len("model."):] if key.startswith("model.") else key
+        name = key[len("model.") :] if key.startswith("model.") else key
         if name in out:  # e.g. both model.head.* and head.*: ambiguous, keep it visible as unexpected
             name = key
         out[name], original[name] = value, key
@@ -194,8 +218,11 @@ def load_official(model: nn.Module, path_or_state_dict: str | Path | Mapping[str
     unexpected = [original[k] for k in state if k not in target]
     bad = _shape_mismatches(state, target)
     if missing or unexpected or bad:
-        parts = [f"{len(v)} {what} ({_first(v)})" for what, v in
-                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", bad)) if v]
+        parts = [
+            f"{len(v)} {what} ({_first(v)})"
+            for what, v in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", bad))
+            if v
+        ]
         raise UserError(f"{source}: not a checkpoint of this model: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
     log.info("loaded %d tensors from %s", len(state), source)
@@ -228,12 +255,16 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any
     source = weights.source
     student = weights.states.get("student")
     if student is None:
-        raise UserError(f"{source}: no student weights (it has: {', '.join(weights.states)}); "
-                        "model.pretrain_init needs a `cli.py pretrain` run")
-    state = {k[len(ENCODER_PREFIX):]: v for k, v in student.items() if k.startswith(ENCODER_PREFIX)}
+        raise UserError(
+            f"{source}: no student weights (it has: {', '.join(weights.states)}); "
+            "model.pretrain_init needs a `cli.py pretrain` run"
+        )
+    state = {k[len(ENCODER_PREFIX) :]: v for k, v in student.items() if k.startswith(ENCODER_PREFIX)}
     if not state:
-        raise UserError(f"{source}: not a masked-video pretraining checkpoint (no {ENCODER_PREFIX}* weights, keys like "
-                        f"{_first(list(student), 3)}); use model.official_init for a trained classifier")
+        raise UserError(
+            f"{source}: not a masked-video pretraining checkpoint (no {ENCODER_PREFIX}* weights, keys like "
+            f"{_first(list(student), 3)}); use model.official_init for a trained classifier"
+        )
     target = model.state_dict()
     fresh = [k for k in target if k.startswith("head.")]
     _fit_embeddings(state, model)
@@ -241,14 +272,25 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any
     unexpected = [k for k in state if k not in target or k in fresh]
     bad = _shape_mismatches(state, target)
     if missing or unexpected or bad:
-        parts = [f"{len(v)} {what} ({_first(v, 2)})" for what, v in
-                 (("shape mismatches", bad), ("missing keys", missing), ("unexpected keys", unexpected)) if v]
+        parts = [
+            f"{len(v)} {what} ({_first(v, 2)})"
+            for what, v in (("shape mismatches", bad), ("missing keys", missing), ("unexpected keys", unexpected))
+            if v
+        ]
         saved = weights.config.model
-        raise UserError(f"{source}: pretrained encoder does not fit this model: {'; '.join(parts)}; it was pretrained "
-                        f"as model.variant={saved.variant} patch_size={saved.patch_size} embed_dim={saved.embed_dim} "
-                        f"depth={saved.depth} num_heads={saved.num_heads}: use the same model.* settings")
+        raise UserError(
+            f"{source}: pretrained encoder does not fit this model: {'; '.join(parts)}; it was pretrained "
+            f"as model.variant={saved.variant} patch_size={saved.patch_size} embed_dim={saved.embed_dim} "
+            f"depth={saved.depth} num_heads={saved.num_heads}: use the same model.* settings"
+        )
     model.load_state_dict({**state, **{k: target[k] for k in fresh}}, strict=True)
     dropped = sum(1 for k in student if not k.startswith(ENCODER_PREFIX))
-    log.info("pretrained encoder from %s (step %d): %d tensors loaded, %d decoder tensors dropped, new %s",
-             source, weights.step, len(state), dropped, _first(fresh, 2))
+    log.info(
+        "pretrained encoder from %s (step %d): %d tensors loaded, %d decoder tensors dropped, new %s",
+        source,
+        weights.step,
+        len(state),
+        dropped,
+        _first(fresh, 2),
+    )
     return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}

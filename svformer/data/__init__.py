@@ -8,7 +8,8 @@ webdataset's tar reader), the clip's JPEG bytes are sliced out, and only those a
 - `shard_urls(spec)`, `read_manifest(dir)`: sources (sources.py).
 - `clip_indices`, `random_clip_start`, `uniform_clip_starts`, `decode_frames`: index math and
   decoding (clips.py). Strides are in *stored* frames (prep caps the fps; the demo data is 15 fps).
-- `labeled_loader`, `unlabeled_loader`, `eval_loader` (streams.py) return a `Stream`; the stages
+- `labeled_loader`, `unlabeled_loader`, `eval_loader`, `video_loader` (pretraining: one view,
+  labels ignored) (streams.py) return a `Stream`; the stages
   they are built from live in stages.py (seeds, faults, splits, batching) and samples.py (per sample).
 
 Training streams are infinite: shards are resampled with a seed derived from
@@ -27,13 +28,34 @@ iterating process gives exact counts and the `(url, key, reason)` list for any n
 (key "" marks a whole-shard fault). A training stream that sees 1000 faults in a row with no good
 sample raises RuntimeError (every shard is broken) instead of spinning forever.
 """
-from svformer.data.clips import (SampleError, clip_index_list, clip_indices, decode_frames, frame_offsets,
-                                 parse_sample, random_clip_start, uniform_clip_starts)
+
+from svformer.data.clips import (
+    SampleError,
+    clip_index_list,
+    clip_indices,
+    decode_frames,
+    frame_offsets,
+    parse_sample,
+    random_clip_start,
+    uniform_clip_starts,
+)
 from svformer.data.sources import read_manifest, shard_urls
-from svformer.data.streams import Stream, eval_loader, labeled_loader, unlabeled_loader
+from svformer.data.streams import Stream, eval_loader, labeled_loader, unlabeled_loader, video_loader
 
 __all__ = [
-    "SampleError", "Stream", "clip_index_list", "clip_indices", "decode_frames", "eval_loader", "frame_offsets",
-    "labeled_loader", "parse_sample", "random_clip_start", "read_manifest", "shard_urls", "uniform_clip_starts",
+    "SampleError",
+    "Stream",
+    "clip_index_list",
+    "clip_indices",
+    "decode_frames",
+    "eval_loader",
+    "frame_offsets",
+    "labeled_loader",
+    "parse_sample",
+    "random_clip_start",
+    "read_manifest",
+    "shard_urls",
+    "uniform_clip_starts",
     "unlabeled_loader",
+    "video_loader",
 ]

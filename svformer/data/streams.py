@@ -5,10 +5,12 @@ Each is a webdataset pipeline written as explicit stages (shard list -> tar samp
 (`wds.WebLoader`) with `data.workers` worker processes (0: in-process), wrapped in a `Stream` that
 collects fault counts in the calling process.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import webdataset as wds
@@ -16,8 +18,19 @@ import webdataset as wds
 from svformer.config import Config, parse_views
 from svformer.data import samples
 from svformer.data.sources import shard_urls
-from svformer.data.stages import (MAX_EVENTS, MAX_FAULT_STREAK, Batch, DecodeSamples, Fault, SeededShuffle,
-                                  SplitSamples, SplitShards, StreamSeeds, StreamStats, identity)
+from svformer.data.stages import (
+    MAX_EVENTS,
+    MAX_FAULT_STREAK,
+    Batch,
+    DecodeSamples,
+    Fault,
+    SeededShuffle,
+    SplitSamples,
+    SplitShards,
+    StreamSeeds,
+    StreamStats,
+    identity,
+)
 from svformer.data.tarread import TarSamples
 from svformer.errors import UserError
 
@@ -54,13 +67,29 @@ class Stream:
 
 def _web_loader(pipeline: wds.DataPipeline, workers: int, persistent: bool) -> wds.WebLoader:
     # The pipeline batches itself (batch_size=None); identity collate keeps the fault lists as they are.
-    return wds.WebLoader(pipeline, batch_size=None, shuffle=False, num_workers=workers, collate_fn=identity,
-                         persistent_workers=persistent and workers > 0, pin_memory=torch.cuda.is_available())
+    return wds.WebLoader(
+        pipeline,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=identity,
+        persistent_workers=persistent and workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
-def _training_stream(cfg: Config, name: str, spec: str, rank: int, seed: int | None, start_step: int,
-                     batch_size: int, make_clip: samples.ClipBytes, make_item: Callable,
-                     collate: Callable) -> Stream:
+def _training_stream(
+    cfg: Config,
+    name: str,
+    spec: str,
+    rank: int,
+    seed: int | None,
+    start_step: int,
+    batch_size: int,
+    make_clip: samples.ClipBytes,
+    make_item: Callable,
+    collate: Callable,
+) -> Stream:
     urls = shard_urls(spec)
     seed = cfg.train.seed if seed is None else seed
     seeds = StreamSeeds(seed, rank, start_step, name)
@@ -80,8 +109,13 @@ def _training_stream(cfg: Config, name: str, spec: str, rank: int, seed: int | N
     return Stream(loader, name)
 
 
-def labeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_step: int = 0,
-                   transform: samples.TrainTransform | None = None) -> Stream:
+def labeled_loader(
+    cfg: Config,
+    rank: int = 0,
+    seed: int | None = None,
+    start_step: int = 0,
+    transform: samples.TrainTransform | None = None,
+) -> Stream:
     """Infinite labeled training stream of `data.labeled`.
 
     Args:
@@ -96,12 +130,27 @@ def labeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_st
     """
     make_item = samples.TrainItem(transform or samples.TrainView(cfg.data))
     make_clip = samples.ClipBytes(cfg.data.num_frames, cfg.data.sampling_rate, cfg.model.num_classes)
-    return _training_stream(cfg, "labeled", cfg.data.labeled, rank, seed, start_step, cfg.data.batch_size,
-                            make_clip, make_item, samples.collate_train)
+    return _training_stream(
+        cfg,
+        "labeled",
+        cfg.data.labeled,
+        rank,
+        seed,
+        start_step,
+        cfg.data.batch_size,
+        make_clip,
+        make_item,
+        samples.collate_train,
+    )
 
 
-def unlabeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_step: int = 0,
-                     transform: samples.PairTransform | None = None) -> Stream:
+def unlabeled_loader(
+    cfg: Config,
+    rank: int = 0,
+    seed: int | None = None,
+    start_step: int = 0,
+    transform: samples.PairTransform | None = None,
+) -> Stream:
     """Infinite unlabeled training stream of `data.unlabeled` (labels, if any, for monitoring only).
 
     transform: `(clip, g) -> (weak, strong)`; default `views.weak_strong_views` with cfg.ssl.
@@ -114,14 +163,31 @@ def unlabeled_loader(cfg: Config, rank: int = 0, seed: int | None = None, start_
         raise UserError("data.unlabeled_ratio is 0: there is no unlabeled batch to load (set ssl.enabled=false)")
     make_item = samples.WeakStrongItem(transform or samples.WeakStrongViews(cfg.data, cfg.ssl))
     make_clip = samples.ClipBytes(cfg.data.num_frames, cfg.data.sampling_rate, None)
-    return _training_stream(cfg, "unlabeled", cfg.data.unlabeled, rank, seed, start_step, batch_size,
-                            make_clip, make_item, samples.collate_weak_strong)
+    return _training_stream(
+        cfg,
+        "unlabeled",
+        cfg.data.unlabeled,
+        rank,
+        seed,
+        start_step,
+        batch_size,
+        make_clip,
+        make_item,
+        samples.collate_weak_strong,
+    )
 
 
-def eval_loader(spec: str | Sequence[str] | None, cfg: Config, views: tuple[int, int] | str = (1, 1),
-                rank: int = 0, world_size: int = 1, batch_size: int | None = None,
-                max_videos: int | None = None, transform: samples.TestTransform | None = None,
-                workers: int | None = None) -> Stream:
+def eval_loader(
+    spec: str | Sequence[str] | None,
+    cfg: Config,
+    views: tuple[int, int] | str = (1, 1),
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int | None = None,
+    max_videos: int | None = None,
+    transform: samples.TestTransform | None = None,
+    workers: int | None = None,
+) -> Stream:
     """Every video of `spec` (default data.val) exactly once across ranks, as multi-view batches.
 
     Splitting: with at least `world_size * workers` shards, slot `rank * workers + worker` reads every
@@ -151,11 +217,38 @@ def eval_loader(spec: str | Sequence[str] | None, cfg: Config, views: tuple[int,
         stats.track_shards,
         TarSamples(stats.tar_error),
         *([] if by_shard else [SplitSamples(rank, world_size, stats, max_videos)]),
-        DecodeSamples(samples.EvalItem(cfg.data.num_frames, cfg.data.sampling_rate, clips, transform),
-                      stats, None, "eval"),
+        DecodeSamples(
+            samples.EvalItem(cfg.data.num_frames, cfg.data.sampling_rate, clips, transform), stats, None, "eval"
+        ),
         Batch(batch_size, samples.collate_eval, stats, partial=True),
     )
     loader = _web_loader(pipeline, workers, persistent=False)
-    log.debug("eval stream: %d shards, %s split, rank %d/%d", len(urls), "shard" if by_shard else "sample",
-              rank, world_size)
+    log.debug(
+        "eval stream: %d shards, %s split, rank %d/%d", len(urls), "shard" if by_shard else "sample", rank, world_size
+    )
     return Stream(loader, "eval")
+
+
+def video_loader(
+    cfg: Config,
+    spec: str | Sequence[str],
+    rank: int = 0,
+    seed: int | None = None,
+    start_step: int = 0,
+    name: str = "videos",
+) -> Stream:
+    """Infinite single-view training stream of any shards, labels ignored (masked-video pretraining).
+
+    Args:
+        spec: shard spec(s) as `shard_urls` takes them; several are mixed in proportion to their shard counts.
+        name: the stream's name, part of its seed (two streams of one run draw different orders).
+        The rest as `labeled_loader`; the view is `views.train_view` with data.* crop, scale jitter and flip.
+    Yields:
+        {"video": uint8 (B, C, T, S, S), "label": long (B,) (-1 when unknown; not for training)},
+        B = data.batch_size.
+    """
+    make_item = samples.TrainItem(samples.TrainView(cfg.data))
+    make_clip = samples.ClipBytes(cfg.data.num_frames, cfg.data.sampling_rate, None)
+    return _training_stream(
+        cfg, name, spec, rank, seed, start_step, cfg.data.batch_size, make_clip, make_item, samples.collate_train
+    )
