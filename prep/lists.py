@@ -11,6 +11,7 @@ integer is a bad-label failure. Bad labels, out-of-range labels and duplicates a
 `Failure(line, source, reason)` rather than raised; a list that cannot be read at all (missing,
 binary, not UTF-8, no entries) raises `UserError`.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,6 +98,35 @@ def read_text_lines(path: Path) -> list[str]:
         raise UserError(f"{path}: not UTF-8 text (bad byte at offset {err.start}); save the list as UTF-8") from None
     # split('\n') rather than splitlines(): the latter also breaks on \x0c, \x1c, U+2028... inside paths.
     return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def read_class_names(path: str | Path, num_classes: int | None = None) -> list[str]:
+    """Class names from a classes file: one name per line, the first naming label 0.
+
+    Trailing blank lines are ignored; CRLF and a BOM are fine; a name may contain spaces.
+    Raises: UserError for an unreadable file, a blank line between names, a duplicate name, or a
+    count that disagrees with `num_classes`.
+    """
+    path = Path(path)
+    lines = read_text_lines(path)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    names = [line.strip() for line in lines]
+    if not names:
+        raise UserError(f"{path}: no class names; a classes file has one name per line, the first naming label 0")
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise UserError(
+                f"{path}:{number}: blank line between class names (the first line names label 0); "
+                "remove the line or write the class name"
+            )
+        if name in seen:
+            raise UserError(f"{path}:{number}: class name {name!r} repeats line {seen[name]}; names must be unique")
+        seen[name] = number
+    if num_classes is not None and len(names) != num_classes:
+        raise UserError(f"{path}: {len(names)} class names but --num-classes {num_classes}; give one name per class")
+    return names
 
 
 def resolve(source: str, base: Path) -> str:
@@ -215,8 +245,10 @@ def split_list(list_path: str | Path, out_dir: str | Path, labeled: float, val: 
     parsed = read_list(list_path, require_labels=True)
     if parsed.failures:
         first = parsed.failures[0]
-        raise UserError(f"{list_path}:{first.line}: {first.reason} ({len(parsed.failures)} bad line(s)); "
-                        "fix the list before splitting")
+        raise UserError(
+            f"{list_path}:{first.line}: {first.reason} ({len(parsed.failures)} bad line(s)); "
+            "fix the list before splitting"
+        )
     parts = stratified_split(parsed.entries, labeled, val, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ with its keys, checksum, the id of the run's inputs and settings, and `next_inde
 in the part's entry list where the next shard starts. A rerun trusts a shard only when the tar
 matches its sidecar, and resumes at the last trusted sidecar's `next_index`.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from typing import Any
 
 from prep.lists import Failure
 from prep.tarfmt import file_sha256
-from svformer.files import write_atomic
 from svformer.errors import UserError
+from svformer.files import write_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
@@ -83,9 +84,7 @@ def load_completed(out: Path, naming: Naming, run_id: str) -> list[dict[str, Any
             log.warning("%s: unreadable sidecar (%s); redoing from this shard", side, err)
             break
         if meta.get("run_id") != run_id:
-            raise UserError(
-                f"{shard}: made from another list or other prep settings; use a new --out or delete {out}"
-            )
+            raise UserError(f"{shard}: made from another list or other prep settings; use a new --out or delete {out}")
         if not shard.is_file() or shard.stat().st_size != meta["bytes"] or file_sha256(shard) != meta["sha256"]:
             log.warning("%s does not match its sidecar; redoing from this shard", shard)
             break
@@ -105,9 +104,17 @@ def failure_rows(failures: list[Failure]) -> list[dict[str, Any]]:
 
 
 def build_manifest(
-    sidecars: list[dict[str, Any]], failures: list[Failure], settings: dict[str, Any], num_classes: int | None
+    sidecars: list[dict[str, Any]],
+    failures: list[Failure],
+    settings: dict[str, Any],
+    num_classes: int | None,
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """manifest.json's object (docs/architecture.md) from the shard sidecars and all failures."""
+    """manifest.json's object (docs/architecture.md) from the shard sidecars and all failures.
+
+    `class_names` (label i = name i, from `prep --classes`) is recorded when given; it is not part of
+    the run id, so naming the classes never changes a shard's bytes or stops a resume.
+    """
     classes: dict[int, int] = {}
     for meta in sidecars:
         for label, count in meta["classes"].items():
@@ -119,6 +126,7 @@ def build_manifest(
         "num_frames": sum(m["num_frames"] for m in sidecars),
         "classes": {str(label): classes[label] for label in sorted(classes)},
         "num_classes": num_classes,
+        **({"class_names": list(class_names)} if class_names is not None else {}),
         "settings": settings,
         "failures": failure_rows(failures),
         "complete": True,
@@ -154,6 +162,12 @@ def merge_parts(out: Path, parts: int) -> dict[str, Any] | None:
     ids = {json.dumps({k: v for k, v in m["settings"].items() if k not in local}, sort_keys=True) for m in manifests}
     if len(ids) != 1 or not all(m.get("complete") for m in manifests):
         raise UserError(f"{out}: the {parts} part manifests disagree on list or settings; re-prep into a new --out")
+    names = {json.dumps(m.get("class_names")) for m in manifests}
+    if len(names) != 1:
+        raise UserError(
+            f"{out}: the {parts} part manifests name the classes differently (--classes); "
+            "rerun the odd parts with the same classes file"
+        )
     classes: dict[int, int] = {}
     for m in manifests:
         for label, count in m["classes"].items():
@@ -166,6 +180,7 @@ def merge_parts(out: Path, parts: int) -> dict[str, Any] | None:
         "num_frames": sum(m["num_frames"] for m in manifests),
         "classes": {str(label): classes[label] for label in sorted(classes)},
         "num_classes": manifests[0]["num_classes"],
+        **({"class_names": manifests[0]["class_names"]} if "class_names" in manifests[0] else {}),
         "settings": settings,
         "failures": sorted((f for m in manifests for f in m["failures"]), key=lambda r: r["line"]),
         "complete": True,

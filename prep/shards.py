@@ -8,6 +8,7 @@ from there; the result is byte-identical to an uninterrupted run. Failed videos 
 never written; the run raises UserError (after writing the manifest) when more than
 `max_failures` of the list's entries failed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +30,23 @@ from prep.ffmpeg_bin import ffmpeg_version
 from prep.lists import Entry, Failure, read_list
 from prep.manifest import Naming, build_manifest, load_completed, merge_parts, sidecar_path, write_manifest
 from prep.tarfmt import ShardWriter, archive_size, sample_members
-from svformer.files import write_atomic
 from svformer.errors import UserError
+from svformer.files import write_atomic
 
 log = logging.getLogger(__name__)
 DECODE_TIMEOUT_S = 600.0
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -79,14 +90,24 @@ def _select_part(
 
 def _record(entry: Entry, video: Decoded) -> dict[str, Any]:
     """The sample's KEY.json object (docs/architecture.md), in the documented key order."""
+
     def r6(x: float | None) -> float | None:
         return None if x is None else round(float(x), 6)
 
     return {
-        "key": entry.key, "label": entry.label, "source": entry.source, "line": entry.line,
-        "src_fps": r6(video.src_fps), "src_width": video.src_width, "src_height": video.src_height,
-        "src_duration": r6(video.src_duration), "src_rotation": video.src_rotation,
-        "fps": r6(video.fps), "num_frames": len(video.frames), "height": video.height, "width": video.width,
+        "key": entry.key,
+        "label": entry.label,
+        "source": entry.source,
+        "line": entry.line,
+        "src_fps": r6(video.src_fps),
+        "src_width": video.src_width,
+        "src_height": video.src_height,
+        "src_duration": r6(video.src_duration),
+        "src_rotation": video.src_rotation,
+        "fps": r6(video.fps),
+        "num_frames": len(video.frames),
+        "height": video.height,
+        "width": video.width,
         "frame_sizes": [len(f) for f in video.frames],
     }
 
@@ -119,10 +140,18 @@ class _Roller:
         if self.writer is None:
             return
         info = self.writer.finish()
-        meta = {"name": info.name, "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256,
-                "run_id": self.run_id, "next_index": next_index, "num_frames": self.frames,
-                "classes": self.classes, "keys": self.keys,
-                "failures": [{"line": f.line, "source": f.source, "reason": f.reason} for f in self.pending]}
+        meta = {
+            "name": info.name,
+            "samples": info.samples,
+            "bytes": info.bytes,
+            "sha256": info.sha256,
+            "run_id": self.run_id,
+            "next_index": next_index,
+            "num_frames": self.frames,
+            "classes": self.classes,
+            "keys": self.keys,
+            "failures": [{"line": f.line, "source": f.source, "reason": f.reason} for f in self.pending],
+        }
         write_atomic(sidecar_path(self.writer.path), json.dumps(meta) + "\n")
         self.sidecars.append(meta)
         self.writer, self.keys, self.frames, self.classes, self.pending = None, [], 0, {}, []
@@ -151,55 +180,91 @@ def prep_list(
     part: tuple[int, int] | None = None,
     max_failures: float = 0.01,
     progress: bool = True,
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """Prep the videos of a list file into shards in `out_dir`; returns the manifest object.
+
+    `class_names` (label i = name i; see `prep.lists.read_class_names`) goes into the manifest, and
+    from there into every checkpoint trained on the shards. When given without `num_classes`,
+    labels must lie in [0, len(class_names)).
 
     Resumes a killed run in the same `out_dir`. Raises UserError for an unreadable list, a
     directory holding another run's shards, or more than `max_failures` (fraction) failed entries.
     """
+    if class_names is not None:
+        if num_classes is not None and len(class_names) != num_classes:
+            raise UserError(f"{len(class_names)} class names but --num-classes {num_classes}; give one name per class")
+        num_classes = len(class_names)
     parsed = read_list(list_path, data_root=data_root, num_classes=num_classes)
     entries, failures = _select_part(parsed.entries, parsed.failures, part)
     list_failures = len(failures)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     naming = Naming(part)
-    doc = {"short_side": settings.short_side, "fps": settings.fps, "quality": settings.quality,
-           "shard_size": shard_size, "num_classes": num_classes, "ffmpeg": ffmpeg_version(),
-           "list_sha256": hashlib.sha256(json.dumps([(e.line, e.source, e.label) for e in parsed.entries])
-                                         .encode()).hexdigest()}
+    doc = {
+        "short_side": settings.short_side,
+        "fps": settings.fps,
+        "quality": settings.quality,
+        "shard_size": shard_size,
+        "num_classes": num_classes,
+        "ffmpeg": ffmpeg_version(),
+        "list_sha256": hashlib.sha256(
+            json.dumps([(e.line, e.source, e.label) for e in parsed.entries]).encode()
+        ).hexdigest(),
+    }
     part_entries = [(e.line, e.source, e.label) for e in entries]
     run_id = hashlib.sha256(json.dumps([doc, part, part_entries]).encode()).hexdigest()
     sidecars = load_completed(out, naming, run_id)
     start = sidecars[-1]["next_index"] if sidecars else 0
     if sidecars:
-        log.info("%s: %d finished shard(s) kept; resuming at list line %s", out, len(sidecars),
-                 entries[start].line if start < len(entries) else "end")
+        log.info(
+            "%s: %d finished shard(s) kept; resuming at list line %s",
+            out,
+            len(sidecars),
+            entries[start].line if start < len(entries) else "end",
+        )
     failures = failures + [Failure(**f) for meta in sidecars for f in meta["failures"]]
     roller = _Roller(out, naming, run_id, shard_size, sidecars)
     _run(entries, start, settings, roller, failures, workers or os.cpu_count() or 1, progress, out.name)
-    settings_doc = dict(doc, part=None if part is None else f"{part[0]}/{part[1]}",
-                        list=str(list_path), data_root=None if data_root is None else str(data_root))
-    manifest = build_manifest(roller.sidecars, failures, settings_doc, num_classes)
+    settings_doc = dict(
+        doc,
+        part=None if part is None else f"{part[0]}/{part[1]}",
+        list=str(list_path),
+        data_root=None if data_root is None else str(data_root),
+    )
+    manifest = build_manifest(roller.sidecars, failures, settings_doc, num_classes, class_names)
     write_manifest(out, naming, manifest)
     if part is not None and merge_parts(out, part[1]) is not None:
         log.info("%s: all %d parts complete; wrote the merged manifest.json", out, part[1])
     checked = len(entries) + list_failures  # every entry line of this part, good or bad
     if len(failures) > max_failures * checked:
-        raise UserError(f"{len(failures)} of {checked} list entries failed (more than --max-failures "
-                        f"{max_failures:g}); reasons in {out / naming.failures}")
+        raise UserError(
+            f"{len(failures)} of {checked} list entries failed (more than --max-failures "
+            f"{max_failures:g}); reasons in {out / naming.failures}"
+        )
     return manifest
 
 
-def _run(entries: list[Entry], start: int, settings: DecodeSettings, roller: _Roller, failures: list[Failure],
-         workers: int, progress: bool, name: str) -> None:
+def _run(
+    entries: list[Entry],
+    start: int,
+    settings: DecodeSettings,
+    roller: _Roller,
+    failures: list[Failure],
+    workers: int,
+    progress: bool,
+    name: str,
+) -> None:
     """Decode entries[start:] with `workers` threads (each drives one ffmpeg) and write them in list order."""
     todo = iter(range(start, len(entries)))
     window: deque[tuple[int, Future]] = deque()
     frames, t0 = 0, time.perf_counter()
-    bar = tqdm(total=len(entries), initial=start, unit="video", desc=f"prep {name}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(entries), initial=start, unit="video", desc=f"prep {name}", disable=not progress, dynamic_ncols=True
+    )
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prep")
     try:
+
         def submit() -> None:
             index = next(todo, None)
             if index is not None:
@@ -221,8 +286,9 @@ def _run(entries: list[Entry], start: int, settings: DecodeSettings, roller: _Ro
                 roller.add(index, entry, result)
                 frames += len(result.frames)
             bar.update(1)
-            bar.set_postfix(frames_s=f"{frames / max(time.perf_counter() - t0, 1e-9):.0f}",
-                            failed=len(failures), refresh=False)
+            bar.set_postfix(
+                frames_s=f"{frames / max(time.perf_counter() - t0, 1e-9):.0f}", failed=len(failures), refresh=False
+            )
         roller.close(next_index=len(entries))
     except BaseException:
         roller.abort()

@@ -3,6 +3,7 @@
 The top-level names are imported lazily so that `import svformer.errors` (the CLI's first import)
 stays cheap; submodules (`from svformer import ssl`) import as usual.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,6 +16,7 @@ _LAZY = {
     "load_imagenet_vit": "svformer.weight_import",
     "save_exported": "svformer.run_dir",
     "load_exported": "svformer.run_dir",
+    "Predictor": "svformer.predict",
 }
 __all__ = list(_LAZY)
 

@@ -8,11 +8,13 @@ frame (as the reference decoder does).
 A sample (`KEY.json` + `KEY.jpgs`, see docs/architecture.md) holds every frame as a JPEG; the loader
 slices out and decodes only the frames a clip needs, each distinct frame once.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
@@ -117,7 +119,9 @@ def distinct_frames(indices: Sequence[int]) -> tuple[list[int], list[int]]:
     return distinct, [where[frame] for frame in indices]
 
 
-def decode_frames(blob: bytes | ByteSlicer, sizes: Sequence[int], indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+def decode_frames(
+    blob: bytes | ByteSlicer, sizes: Sequence[int], indices: Sequence[int] | torch.Tensor
+) -> torch.Tensor:
     """Decode the frames `indices` of a concatenated-JPEG blob, each distinct frame once.
 
     Args:
@@ -137,7 +141,7 @@ def decode_frames(blob: bytes | ByteSlicer, sizes: Sequence[int], indices: Seque
         raise SampleError(f"frame index out of range [0, {len(sizes)})")
     offsets = frame_offsets(sizes)
     # bytearray: torch.frombuffer on read-only bytes warns (and the tensor must not be written).
-    data = [torch.frombuffer(bytearray(blob[offsets[i]:offsets[i + 1]]), dtype=torch.uint8) for i in distinct]
+    data = [torch.frombuffer(bytearray(blob[offsets[i] : offsets[i + 1]]), dtype=torch.uint8) for i in distinct]
     try:
         # The list form decodes the batch in one C++ call (measured ~20% faster than a loop on small frames).
         images = decode_jpeg(data, mode=ImageReadMode.RGB)
@@ -149,3 +153,31 @@ def decode_frames(blob: bytes | ByteSlicer, sizes: Sequence[int], indices: Seque
     if position != list(range(len(distinct))):  # repeated or unordered frames
         frames = frames[position]  # (T, H, W, C)
     return frames.permute(3, 0, 1, 2)  # (C, T, H, W)
+
+
+def eval_views(
+    blob: bytes | ByteSlicer,
+    sizes: Sequence[int],
+    num_frames: int,
+    stride: int,
+    clips: int,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The multi-view test input of one video: `clips` uniformly spaced clips, each through `transform`.
+
+    The one place views are cut for testing: the eval stream (a shard sample) and predict (a raw video
+    decoded as prep does) both call it, so the two give the same logits.
+
+    Args:
+        blob, sizes: the video's concatenated JPEG frames and their byte sizes (see `decode_frames`).
+        num_frames, stride: T and the stride in stored frames. clips: temporal clips.
+        transform: clip uint8 (C, T, H, W) -> (crops, C, T, S, S), e.g. `views.test_views`.
+    Returns:
+        uint8 (V = clips * crops, C, T, S, S); view v is clip `v // crops`, crop `v % crops`. Frames
+        shared by overlapping clips are decoded once.
+    """
+    starts = uniform_clip_starts(len(sizes), num_frames, stride, clips).tolist()
+    index = [i for s in starts for i in clip_index_list(len(sizes), num_frames, stride, s)]
+    frames = decode_frames(blob, sizes, index)  # (C, clips * T, H, W)
+    per_clip = frames.unflatten(1, (clips, num_frames)).unbind(1)  # clips x (C, T, H, W)
+    return torch.cat([transform(clip) for clip in per_clip])  # (clips * crops, C, T, S, S)

@@ -7,17 +7,27 @@ clip start and slices its frames' bytes, the buffer shuffles those, then `TrainI
 
 The default transforms call `svformer.views`; any callable with the same signature can be injected instead.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils.data import default_collate
 
 from svformer import views
 from svformer.config import DataConfig, SSLConfig
-from svformer.data.clips import (SampleError, clip_index_list, decode_frames, distinct_frames, frame_offsets,
-                                 parse_sample, random_clip_start, uniform_clip_starts)
+from svformer.data.clips import (
+    SampleError,
+    clip_index_list,
+    decode_frames,
+    distinct_frames,
+    eval_views,
+    frame_offsets,
+    parse_sample,
+    random_clip_start,
+)
 
 TrainTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 PairTransform = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -77,10 +87,14 @@ class ClipBytes:
         start = random_clip_start(len(sizes), self.num_frames, self.stride, g)
         picked, position = distinct_frames(clip_index_list(len(sizes), self.num_frames, self.stride, start))
         offsets = frame_offsets(sizes)
-        return {"__key__": sample["__key__"], "__url__": sample.get("__url__", ""),
-                "label": _label(record, sample["__key__"], self.num_classes),
-                "jpgs": b"".join(blob[offsets[i]:offsets[i + 1]] for i in picked),
-                "sizes": [sizes[i] for i in picked], "indices": position}
+        return {
+            "__key__": sample["__key__"],
+            "__url__": sample.get("__url__", ""),
+            "label": _label(record, sample["__key__"], self.num_classes),
+            "jpgs": b"".join(blob[offsets[i] : offsets[i + 1]] for i in picked),
+            "sizes": [sizes[i] for i in picked],
+            "indices": position,
+        }
 
 
 def _decode_clip(item: dict) -> torch.Tensor:
@@ -119,11 +133,7 @@ class EvalItem:
 
     def __call__(self, sample: dict, g: torch.Generator) -> dict[str, Any]:
         record, blob, sizes = parse_sample(sample)
-        starts = uniform_clip_starts(len(sizes), self.num_frames, self.stride, self.clips).tolist()
-        index = [i for s in starts for i in clip_index_list(len(sizes), self.num_frames, self.stride, s)]
-        frames = decode_frames(blob, sizes, index)  # (C, clips * T, H, W)
-        clips = frames.unflatten(1, (self.clips, self.num_frames)).unbind(1)  # clips x (C, T, H, W)
-        views = torch.cat([self.transform(clip) for clip in clips])  # (clips * crops, C, T, S, S)
+        views = eval_views(blob, sizes, self.num_frames, self.stride, self.clips, self.transform)
         return {"video": views, "label": int(record.get("label", -1)), "key": sample["__key__"]}
 
 
@@ -135,18 +145,25 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def collate_train(items: list[dict]) -> dict[str, torch.Tensor]:
     """-> {"video": uint8 (B, C, T, S, S), "label": long (B,)}."""
-    return {"video": _stack([i["video"] for i in items]),
-            "label": torch.tensor([i["label"] for i in items], dtype=torch.long)}
+    return {
+        "video": _stack([i["video"] for i in items]),
+        "label": torch.tensor([i["label"] for i in items], dtype=torch.long),
+    }
 
 
 def collate_weak_strong(items: list[dict]) -> dict[str, torch.Tensor]:
     """-> {"weak", "strong": uint8 (B, C, T, S, S), "label": long (B,) (-1 when unknown)}."""
-    return {"weak": _stack([i["weak"] for i in items]), "strong": _stack([i["strong"] for i in items]),
-            "label": torch.tensor([i["label"] for i in items], dtype=torch.long)}
+    return {
+        "weak": _stack([i["weak"] for i in items]),
+        "strong": _stack([i["strong"] for i in items]),
+        "label": torch.tensor([i["label"] for i in items], dtype=torch.long),
+    }
 
 
 def collate_eval(items: list[dict]) -> dict[str, Any]:
     """-> {"video": uint8 (B, V, C, T, S, S), "label": long (B,), "key": list[str]}."""
-    return {"video": _stack([i["video"] for i in items]),
-            "label": torch.tensor([i["label"] for i in items], dtype=torch.long),
-            "key": [i["key"] for i in items]}
+    return {
+        "video": _stack([i["video"] for i in items]),
+        "label": torch.tensor([i["label"] for i in items], dtype=torch.long),
+        "key": [i["key"] for i in items],
+    }

@@ -3,6 +3,7 @@
 Accepts a run directory (its newest intact checkpoint), a checkpoint directory or an exported
 `.safetensors` file; problems are one-line `UserError`s.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,10 +90,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if ckpt is None:
         damaged = complete_checkpoints(path)
         if damaged:
-            raise CorruptCheckpoint(f"{path}: every checkpoint is damaged (newest: {damaged[-1].name}); "
-                                    "see the warnings above")
-        raise UserError(f"{path}: no complete checkpoint (expected {path}/checkpoints/step-NNNNNN/); "
-                        "has training saved yet?")
+            raise CorruptCheckpoint(
+                f"{path}: every checkpoint is damaged (newest: {damaged[-1].name}); see the warnings above"
+            )
+        raise UserError(
+            f"{path}: no complete checkpoint (expected {path}/checkpoints/step-NNNNNN/); has training saved yet?"
+        )
     return ckpt
 
 
@@ -111,8 +114,10 @@ def pick_models(weights: TrainedWeights, which: str) -> list[str]:
         return [name for name in ("teacher", "student") if name in weights.states]
     if which not in weights.states:
         have = ", ".join(weights.states)
-        raise UserError(f"{weights.source}: has no {which} weights (it has: {have}); "
-                        "a teacher exists only after the SSL stage has started")
+        raise UserError(
+            f"{weights.source}: has no {which} weights (it has: {have}); "
+            "a teacher exists only after the SSL stage has started"
+        )
     return [which]
 
 
@@ -121,14 +126,26 @@ def build_trained_model(weights: TrainedWeights, name: str, device: torch.device
     from svformer.model import build_model
 
     cfg = weights.config
-    model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
-                        img_size=cfg.data.img_size, **cfg.model.overrides())
+    if any(key.startswith("decoder.") for key in weights.states[name]):
+        raise UserError(
+            f"{weights.source} is a masked-video pretraining checkpoint (an autoencoder, no classifier): "
+            f"fine-tune it first with `cli.py train --set model.pretrain_init={weights.source}`"
+        )
+    model = build_model(
+        cfg.model.variant,
+        cfg.model.num_classes,
+        num_frames=cfg.data.num_frames,
+        img_size=cfg.data.img_size,
+        **cfg.model.overrides(),
+    )
     try:
         model.load_state_dict(weights.states[name])
     except RuntimeError as err:
         lines = str(err).splitlines()
-        raise UserError(f"{weights.source}: {name} weights do not fit the saved config's model "
-                        f"({lines[1].strip() if len(lines) > 1 else err})") from None
+        raise UserError(
+            f"{weights.source}: {name} weights do not fit the saved config's model "
+            f"({lines[1].strip() if len(lines) > 1 else err})"
+        ) from None
     return model.to(device).eval()
 
 
@@ -165,8 +182,9 @@ def data_info(cfg: Config) -> dict:
 # ---------------------------------------------------------------- export: one safetensors file
 
 
-def save_exported(path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict,
-                  num_classes: int) -> Path:
+def save_exported(
+    path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict, num_classes: int
+) -> Path:
     """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename)."""
     import os
 
@@ -175,8 +193,12 @@ def save_exported(path: str | Path, state_dict: Mapping[str, torch.Tensor], conf
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    metadata = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                "config": json.dumps(config_dict), "num_classes": str(int(num_classes))}
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "config": json.dumps(config_dict),
+        "num_classes": str(int(num_classes)),
+    }
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -202,11 +224,14 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("format") != EXPORT_FORMAT:
-                raise UserError(f"{path} is not an svformer export (no '{EXPORT_FORMAT}' metadata);"
-                                " use `cli.py export` to make one")
+                raise UserError(
+                    f"{path} is not an svformer export (no '{EXPORT_FORMAT}' metadata); use `cli.py export` to make one"
+                )
             if meta.get("version") != EXPORT_VERSION:
-                raise UserError(f"{path}: export format version {meta.get('version')!r} is not supported"
-                                f" (expected {EXPORT_VERSION})")
+                raise UserError(
+                    f"{path}: export format version {meta.get('version')!r} is not supported"
+                    f" (expected {EXPORT_VERSION})"
+                )
             state = {k: f.get_tensor(k) for k in f.keys()}
         return state, json.loads(meta["config"]), int(meta["num_classes"])
     except (SafetensorError, OSError) as err:
