@@ -4,25 +4,32 @@
 Five phases, each in its own process (so each peak memory is its own), all with K DataLoader workers,
 batch B and the same clip (T frames, stride in stored frames = the same time span in the source):
 - shards_labeled / shards_unlabeled: `svformer.data.labeled_loader` / `unlabeled_loader` with the
-  real augmentation (`augment.train_view` / `weak_strong_views`); an unlabeled (weak, strong) pair
+  real augmentation (`views.train_view` / `weak_strong_views`); an unlabeled (weak, strong) pair
   counts as one clip. shards_labeled_no_augment swaps in a slicing crop to show the loader alone.
 - on_the_fly: a map-style dataset that opens the source video with PyAV, seeks and decodes the clip's
-  window, converts it to RGB and samples T frames, then `augment.train_view` (the reference code's way).
+  window, converts it to RGB and samples T frames, then `views.train_view` (the reference code's way).
 - jpeg_bound: `torchvision.io.decode_jpeg` of the same clips' JPEG bytes, preloaded in memory, and
   the same crop slice as shards_labeled_no_augment (so that batches stack and travel alike).
 
 Ratios, like for like: shards_over_on_the_fly = shards_labeled / on_the_fly (both end in
-`augment.train_view`); shards_over_jpeg_bound = shards_labeled_no_augment / jpeg_bound (both decode,
+`views.train_view`); shards_over_jpeg_bound = shards_labeled_no_augment / jpeg_bound (both decode,
 then slice a crop); shards_with_augment_over_jpeg_bound = shards_labeled / jpeg_bound shows what the
 augmentation (a float resize) costs on top. Phases are interleaved over `--rounds` and the best
 round of each kept: on a shared machine, other load only ever slows a phase down.
 Memory: the peak PSS of the phase's process tree (pages shared after fork counted once), sampled
 twice a second, and the sum of the processes' peak RSS (an upper bound; torch alone is ~0.7 GB each).
 
+GPU JPEG decoding (`--gpu-decode`, on by default where CUDA is available; `--gpu-decode-only` runs it
+alone and needs no PyAV): decode_cpu and decode_gpu decode the jpeg_bound clips' JPEGs, preloaded as
+tensors, B clips per `torchvision.io.decode_jpeg` call, in one process: on the CPU (torch's threads) and
+with `device="cuda"` (nvJPEG, synchronised before the clock is read). Ratio gpu_decode_over_cpu_decode;
+decode_gpu also reports how far its pixels are from the CPU decoder's (the two IDCTs differ slightly).
+
 Data: `--shards DIR` (a prep directory; source videos found through its manifest's list/data_root,
 or `--data-root`). Without it: synthesise videos into a temp dir and prep them (the demo data
 settings by default; `--short-side 256` makes K400-like 640x360, 30 fps, 10 s sources instead).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +54,11 @@ from _common import machine_info, save_result  # noqa: E402
 
 log = logging.getLogger("bench.loader")
 PHASES = ("shards_labeled", "shards_unlabeled", "shards_labeled_no_augment", "on_the_fly", "jpeg_bound")
+DECODE_PHASES = ("decode_cpu", "decode_gpu")
 
 
 # ---------------------------------------------------------------------------------------- data
+
 
 def synthesise(tmp: Path, short_side: int | None, videos: int, workers: int, gop: int) -> Path:
     """Demo-like (or, with short_side, K400-like) source videos prepped into tmp/shards; returns it."""
@@ -59,6 +68,7 @@ def synthesise(tmp: Path, short_side: int | None, videos: int, workers: int, gop
 
     if short_side is None:
         from prep.synth import synthesize
+
         list_path = synthesize(tmp / "videos", videos_per_class=max(1, videos // 8), workers=workers)
         settings = DecodeSettings(short_side=64, fps=15)  # the Makefile's demo settings
     else:
@@ -70,15 +80,38 @@ def synthesise(tmp: Path, short_side: int | None, videos: int, workers: int, gop
             path = tmp / "videos" / f"v{i:03d}.mp4"
             # testsrc2 moves; temporal noise stops x264 from coding static blocks for free (like a camera).
             source = f"testsrc2=size={width}x{height}:rate=30:duration=10,noise=alls=12:allf=t,hue=h={i * 40}"
-            subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
-                            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", str(gop),
-                            "-pix_fmt", "yuv420p", str(path)], check=True)
+            subprocess.run(
+                [
+                    ffmpeg_exe(),
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    source,
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-crf",
+                    "20",
+                    "-g",
+                    str(gop),
+                    "-pix_fmt",
+                    "yuv420p",
+                    str(path),
+                ],
+                check=True,
+            )
             lines.append(f"{path.name} {i % 8}\n")
         list_path = tmp / "videos" / "all.txt"
         list_path.write_text("".join(lines))
         settings = DecodeSettings(short_side=short_side, fps=30)
-    prep_list(list_path, tmp / "shards", settings, data_root=list_path.parent, num_classes=8, workers=workers,
-              progress=False)
+    prep_list(
+        list_path, tmp / "shards", settings, data_root=list_path.parent, num_classes=8, workers=workers, progress=False
+    )
     return tmp / "shards"
 
 
@@ -102,8 +135,12 @@ def source_paths(shards: Path, records: list[dict], data_root: str | None, video
 
     settings = read_manifest(shards).get("settings", {})
     listed = videos_list or settings.get("list")
-    base = data_root or (videos_list and str(Path(videos_list).parent)) or settings.get("data_root") \
+    base = (
+        data_root
+        or (videos_list and str(Path(videos_list).parent))
+        or settings.get("data_root")
         or str(Path(listed or ".").parent)
+    )
     paths = [r["source"] if os.path.isabs(r["source"]) else os.path.join(base, r["source"]) for r in records]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -112,6 +149,7 @@ def source_paths(shards: Path, records: list[dict], data_root: str | None, video
 
 
 # ---------------------------------------------------------------------------------------- datasets
+
 
 class OnTheFly(torch.utils.data.Dataset):
     """Decode a random clip from the source video with PyAV per item, as the reference decoder does."""
@@ -164,10 +202,11 @@ class JpegBound(torch.utils.data.Dataset):
 
         data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in self.clips[i]]
         frames = torch.stack([img.permute(1, 2, 0) for img in decode_jpeg(data)])  # (T, H, W, C), as the loader
-        return frames.permute(3, 0, 1, 2)[..., :self.size, :self.size].contiguous()  # (C, T, S, S)
+        return frames.permute(3, 0, 1, 2)[..., : self.size, : self.size].contiguous()  # (C, T, S, S)
 
 
 # ---------------------------------------------------------------------------------------- measuring
+
 
 def _tree_pids() -> list[int]:
     """This process and its live descendants (the DataLoader workers)."""
@@ -197,8 +236,10 @@ def tree_memory_mb() -> tuple[float, float]:
     """(PSS now, sum of peak RSS) over this process and its workers, MiB. PSS counts pages shared
     after fork (torch's libraries: ~0.7 GB per process here) once; the RSS sum counts them per process."""
     pids = _tree_pids()
-    return (sum(_status_kb(p, "smaps_rollup", "Pss:") for p in pids) / 1024,
-            sum(_status_kb(p, "status", "VmHWM:") for p in pids) / 1024)
+    return (
+        sum(_status_kb(p, "smaps_rollup", "Pss:") for p in pids) / 1024,
+        sum(_status_kb(p, "status", "VmHWM:") for p in pids) / 1024,
+    )
 
 
 def measure(batches, clips_of, warmup: int, seconds: float) -> dict:
@@ -214,13 +255,18 @@ def measure(batches, clips_of, warmup: int, seconds: float) -> dict:
             peak_pss, last_sample = max(peak_pss, tree_memory_mb()[0]), time.perf_counter()
     elapsed = time.perf_counter() - start
     pss, rss_sum = tree_memory_mb()
-    return {"clips_per_s": round(clips / elapsed, 2), "clips": clips, "seconds": round(elapsed, 2),
-            "peak_pss_mb": round(max(peak_pss, pss), 1), "peak_rss_sum_mb": round(rss_sum, 1),
-            "processes": len(_tree_pids())}
+    return {
+        "clips_per_s": round(clips / elapsed, 2),
+        "clips": clips,
+        "seconds": round(elapsed, 2),
+        "peak_pss_mb": round(max(peak_pss, pss), 1),
+        "peak_rss_sum_mb": round(rss_sum, 1),
+        "processes": len(_tree_pids()),
+    }
 
 
 def run_phase(args: argparse.Namespace) -> dict:
-    from svformer import augment, data
+    from svformer import data, views
     from svformer.config import load_config
 
     cfg = load_config(args.config)
@@ -229,12 +275,17 @@ def run_phase(args: argparse.Namespace) -> dict:
     T, stride, size = cfg.data.num_frames, cfg.data.sampling_rate, cfg.data.img_size
 
     def train_view(clip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return augment.train_view(clip, size, cfg.data.short_side_range, cfg.data.hflip, g)
+        return views.train_view(clip, size, cfg.data.short_side_range, cfg.data.hflip, g)
 
     def loader(dataset):
         sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**8)
-        return torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
-                                           num_workers=args.workers, persistent_workers=args.workers > 0)
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.batch_size,
+            sampler=sampler,
+            num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+        )
 
     count = len  # a batch tensor (B, ...) or a dict of them
     if args.phase == "shards_labeled":
@@ -242,37 +293,123 @@ def run_phase(args: argparse.Namespace) -> dict:
     if args.phase == "shards_unlabeled":
         return measure(data.unlabeled_loader(cfg, seed=1), lambda b: len(b["label"]), args.warmup, args.seconds)
     if args.phase == "shards_labeled_no_augment":
+
         def crop(clip, g):
             return clip[..., :size, :size].contiguous()
-        return measure(data.labeled_loader(cfg, seed=1, transform=crop), lambda b: len(b["label"]),
-                       args.warmup, args.seconds)
+
+        return measure(
+            data.labeled_loader(cfg, seed=1, transform=crop), lambda b: len(b["label"]), args.warmup, args.seconds
+        )
     samples = read_samples(args.shards)
     if args.phase == "on_the_fly":
         paths = source_paths(args.shards, [s["record"] for s in samples], args.data_root, args.videos_list)
         videos = [(p, float(s["record"]["fps"])) for p, s in zip(paths, samples)]
         return measure(loader(OnTheFly(videos, T, stride, train_view)), count, args.warmup, args.seconds)
-    # jpeg_bound: 8 random clips per video, the same start distribution as the training stream.
+    clips = clip_jpegs(samples, T, stride)
+    del samples
+    if args.phase in DECODE_PHASES:
+        if args.decode_short_side:
+            clips = synthetic_clips(32, T, args.decode_short_side)
+        return measure_decode(clips, args)
+    return measure(loader(JpegBound(clips, size)), count, args.warmup, args.seconds)
+
+
+def clip_jpegs(samples: list[dict], num_frames: int, stride: int) -> list[list[bytes]]:
+    """The JPEG bytes of 8 random clips per video (each distinct frame once), with the same start
+    distribution as the training stream."""
+    from svformer import data
+
     g = torch.Generator().manual_seed(0)
     clips = []
     for s in samples:
+        offsets = data.frame_offsets(s["sizes"])
         for _ in range(8):
-            start = data.random_clip_start(len(s["sizes"]), T, stride, g)
-            offsets = data.frame_offsets(s["sizes"])
-            frames = sorted(set(data.clip_index_list(len(s["sizes"]), T, stride, start)))
-            clips.append([s["blob"][offsets[i]:offsets[i + 1]] for i in frames])
-    del samples
-    return measure(loader(JpegBound(clips, size)), count, args.warmup, args.seconds)
+            start = data.random_clip_start(len(s["sizes"]), num_frames, stride, g)
+            frames = sorted(set(data.clip_index_list(len(s["sizes"]), num_frames, stride, start)))
+            clips.append([s["blob"][offsets[i] : offsets[i + 1]] for i in frames])
+    return clips
+
+
+def synthetic_clips(count: int, num_frames: int, short_side: int, seed: int = 0) -> list[list[bytes]]:
+    """`count` clips of 16:9 frames at `short_side`, JPEG quality 90 as prep writes them: a smooth random
+    texture panning across the frames plus camera-like noise (flat frames would decode unrealistically fast)."""
+    import torch.nn.functional as F
+    from torchvision.io import encode_jpeg
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = short_side, short_side * 16 // 9 // 2 * 2
+    clips = []
+    for _ in range(count):
+        field = torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g)
+        base = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False)[0] * 255
+        frames = []
+        for t in range(num_frames):
+            frame = (base.roll(shifts=4 * t, dims=2) + torch.randn(3, h, w, generator=g) * 12).clamp(0, 255)
+            frames.append(encode_jpeg(frame.to(torch.uint8), quality=90).numpy().tobytes())
+        clips.append(frames)
+    return clips
+
+
+def measure_decode(clips: list[list[bytes]], args: argparse.Namespace) -> dict:
+    """decode_cpu / decode_gpu: B clips' JPEGs per `decode_jpeg` call, in this process, for --seconds."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    device = "cuda" if args.phase == "decode_gpu" else "cpu"
+    tensors = [[torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in clip] for clip in clips]
+    batches = [
+        [t for clip in tensors[i : i + args.batch_size] for t in clip]
+        for i in range(0, len(tensors) - args.batch_size + 1, args.batch_size)
+    ] or [sum(tensors, [])]
+
+    def decode(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+        images = decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return images
+
+    def stream():
+        while True:
+            for batch in batches:
+                decode(batch)
+                yield args.batch_size
+
+    extra: dict = {}
+    if device == "cuda":
+        reference = decode_jpeg(batches[0], mode=ImageReadMode.RGB)
+        diffs = torch.cat([(a.cpu().int() - b.int()).abs().flatten() for a, b in zip(decode(batches[0]), reference)])
+        extra = {
+            "gpu": torch.cuda.get_device_name(0),
+            "max_abs_diff_vs_cpu": int(diffs.max()),
+            "mean_abs_diff_vs_cpu": round(float(diffs.float().mean()), 4),
+        }
+        torch.cuda.reset_peak_memory_stats()
+    figures = measure(stream(), lambda n: n, args.warmup, args.seconds)
+    if device == "cuda":
+        extra["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    frames = sum(len(c) for c in clips) / len(clips)
+    return {
+        **figures,
+        "frames_per_s": round(figures["clips_per_s"] * frames, 1),
+        "torch_threads": torch.get_num_threads(),
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--shards", type=Path, help="prep output directory (default: synthesise and prep into a temp dir)")
     p.add_argument("--data-root", help="base of the relative source paths (default: from the shards' manifest)")
     p.add_argument("--videos-list", help="the list file the shards were prepped from (its directory is the data root)")
-    p.add_argument("--config", help="clip settings (data.*); default configs/demo.yaml, or the K400 "
-                   "config (T 8, stride 8, 224 crops) with --short-side")
+    p.add_argument(
+        "--config",
+        help="clip settings (data.*); default configs/demo.yaml, or the K400 "
+        "config (T 8, stride 8, 224 crops) with --short-side",
+    )
     p.add_argument("--short-side", type=int, help="synthesise K400-like sources prepped at this short side")
     p.add_argument("--videos", type=int, default=16, help="videos to synthesise")
     p.add_argument("--gop", type=int, default=250, help="keyframe interval of synthesised K400-like sources")
@@ -282,7 +419,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="timed seconds per phase")
     p.add_argument("--name", help="result file bench/results/NAME.json (default loader, or loader_shortN)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all phases; the best is kept")
-    p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--gpu-decode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time JPEG decoding on the GPU against the CPU (default: where CUDA is available)",
+    )
+    p.add_argument(
+        "--gpu-decode-only",
+        action="store_true",
+        help="only decode_cpu and decode_gpu (no PyAV needed; result loader_gpu_decode.json)",
+    )
+    p.add_argument(
+        "--decode-short-side",
+        type=int,
+        default=0,
+        help="decode phases: synthetic 16:9 JPEG frames at this short side (e.g. 256, the paper's "
+        "prep) instead of the shards' own",
+    )
+    p.add_argument("--phase", choices=PHASES + DECODE_PHASES, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -300,14 +455,38 @@ def main(argv: list[str] | None = None) -> None:
         if synthesised:
             log.info("synthesising %d videos and prepping them into %s", args.videos, tmp)
             args.shards = synthesise(Path(tmp), args.short_side, args.videos, args.workers, args.gop)
-        base = [sys.executable, __file__, "--shards", str(args.shards), "--config", args.config,
-                "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-                "--seconds", str(args.seconds)] + (["--data-root", args.data_root] if args.data_root else []) \
+        base = (
+            [
+                sys.executable,
+                __file__,
+                "--shards",
+                str(args.shards),
+                "--config",
+                args.config,
+                "--workers",
+                str(args.workers),
+                "--batch-size",
+                str(args.batch_size),
+                "--warmup",
+                str(args.warmup),
+                "--seconds",
+                str(args.seconds),
+                "--decode-short-side",
+                str(args.decode_short_side),
+            ]
+            + (["--data-root", args.data_root] if args.data_root else [])
             + (["--videos-list", args.videos_list] if args.videos_list else [])
+        )
         figures: dict[str, dict] = {}
+        skipped: dict[str, str] = {}
+        phases = () if args.gpu_decode_only else PHASES
+        if args.gpu_decode_only or args.gpu_decode or (args.gpu_decode is None and torch.cuda.is_available()):
+            phases += DECODE_PHASES if torch.cuda.is_available() else DECODE_PHASES[:1]
+            if not torch.cuda.is_available():
+                skipped["decode_gpu"] = "no CUDA GPU (torch.cuda.is_available() is False)"
         # Phases interleaved over rounds, best round kept: a shared machine's noise only ever slows a phase down.
         for round_ in range(args.rounds):
-            for phase in PHASES:
+            for phase in phases:
                 out = subprocess.run(base + ["--phase", phase], capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     raise SystemExit(f"phase {phase} failed:\n{out.stderr[-2000:]}")
@@ -319,22 +498,45 @@ def main(argv: list[str] | None = None) -> None:
     from svformer.config import load_config
 
     cfg = load_config(args.config)
-    rate = {phase: figures[phase]["clips_per_s"] for phase in PHASES}
-    result = {
+    rate = {phase: got["clips_per_s"] for phase, got in figures.items()}
+    ratios = {}
+    if not args.gpu_decode_only:
         # Like for like: both sides of each ratio do the same work after decoding (see the docstring).
-        "ratios": {"shards_over_on_the_fly": round(rate["shards_labeled"] / rate["on_the_fly"], 2),
-                   "shards_over_jpeg_bound": round(rate["shards_labeled_no_augment"] / rate["jpeg_bound"], 2),
-                   "shards_with_augment_over_jpeg_bound": round(rate["shards_labeled"] / rate["jpeg_bound"], 2)},
+        ratios = {
+            "shards_over_on_the_fly": round(rate["shards_labeled"] / rate["on_the_fly"], 2),
+            "shards_over_jpeg_bound": round(rate["shards_labeled_no_augment"] / rate["jpeg_bound"], 2),
+            "shards_with_augment_over_jpeg_bound": round(rate["shards_labeled"] / rate["jpeg_bound"], 2),
+        }
+    if "decode_gpu" in rate:
+        ratios["gpu_decode_over_cpu_decode"] = round(rate["decode_gpu"] / rate["decode_cpu"], 2)
+    result = {
+        "ratios": ratios,
         "machine": machine_info(),
-        "settings": {"rounds": args.rounds, "seconds_per_phase": args.seconds, "workers": args.workers, "batch_size": args.batch_size, "num_frames": cfg.data.num_frames,
-                     "sampling_rate": cfg.data.sampling_rate, "img_size": cfg.data.img_size,
-                     "stored_size": [record["height"], record["width"]], "stored_fps": record["fps"],
-                     "source_size": [record["src_height"], record["src_width"]], "source_fps": record["src_fps"],
-                     "shards": "synthesised" if synthesised else str(args.shards)},
+        "skipped": skipped,
+        "settings": {
+            "rounds": args.rounds,
+            "seconds_per_phase": args.seconds,
+            "workers": args.workers,
+            "batch_size": args.batch_size,
+            "num_frames": cfg.data.num_frames,
+            "sampling_rate": cfg.data.sampling_rate,
+            "img_size": cfg.data.img_size,
+            "stored_size": [record["height"], record["width"]],
+            "stored_fps": record["fps"],
+            "source_size": [record["src_height"], record["src_width"]],
+            "source_fps": record["src_fps"],
+            "shards": "synthesised" if synthesised else str(args.shards),
+            "decode_frames": (
+                f"synthetic, short side {args.decode_short_side}, 16:9, JPEG quality 90"
+                if args.decode_short_side
+                else "the shards' JPEGs"
+            ),
+        },
         "figures": figures,
         "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6},
     }
-    save_result(args.name or ("loader" if args.short_side is None else f"loader_short{args.short_side}"), result)
+    default = "loader_gpu_decode" if args.gpu_decode_only else "loader"
+    save_result(args.name or (default if args.short_side is None else f"{default}_short{args.short_side}"), result)
 
 
 if __name__ == "__main__":
