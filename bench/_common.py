@@ -4,6 +4,7 @@ Every bench prints one JSON object as its last stdout line and writes it to
 `bench/results/<name>.json` (see DESIGN.md, "Performance targets"). Keep this module stable:
 other benches import it.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,7 +97,7 @@ class PeakRSS:
             self.peak_mb = max(self.peak_mb, current_rss_mb())
             time.sleep(self.interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.peak_mb = current_rss_mb()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -14,6 +14,7 @@ Data: `--videos DIR` (a directory with all.txt, e.g. from `cli.py synth`); by de
 dataset is synthesised into a temp dir first. Prints one JSON object as its last line and writes
 bench/results/prep.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))  # first: the `prep` package, not this script's name
 
 from _common import machine_info, peak_rss_mb, save_result  # noqa: E402
+
 from prep.decode import DecodeSettings, ffmpeg_command, probe  # noqa: E402
 from prep.lists import read_list  # noqa: E402
 from prep.shards import prep_list  # noqa: E402
@@ -67,8 +69,9 @@ def run_ffmpeg(commands: list[tuple[list[str], Path]], workers: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=Path, default=None,
-                        help="directory with all.txt (default: synthesise the demo set)")
+    parser.add_argument(
+        "--videos", type=Path, default=None, help="directory with all.txt (default: synthesise the demo set)"
+    )
     parser.add_argument("--videos-per-class", type=int, default=24, help="demo set size when synthesising")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel videos, both sides")
     parser.add_argument("--short-side", type=int, default=256)
@@ -87,8 +90,13 @@ def main() -> None:
         else:
             list_path = args.videos / "all.txt"
         entries = read_list(list_path).entries
-        commands = [(ffmpeg_command(e.path, probe(e.path), settings, output=str(tmp / "jpg" / f"{i:06d}" / "%06d.jpg")),
-                     tmp / "jpg" / f"{i:06d}") for i, e in enumerate(entries)]
+        commands = [
+            (
+                ffmpeg_command(e.path, probe(e.path), settings, output=str(tmp / "jpg" / f"{i:06d}" / "%06d.jpg")),
+                tmp / "jpg" / f"{i:06d}",
+            )
+            for i, e in enumerate(entries)
+        ]
         prep_times, ffmpeg_times = [], []
         for _ in range(args.repeats):
             prep_s, prep_frames = run_prep(list_path, tmp / "shards", settings, args.workers)

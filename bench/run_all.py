@@ -5,6 +5,7 @@
 Each benchmark is its own script that prints one JSON object and saves bench/results/<name>.json;
 this runner only sequences them (they must not share the 2 cores) and tabulates their ratios.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,19 @@ SCRIPTS = {
     "ssl": ["bench/ssl_vs_supervised.py"],
     "e2e": ["bench/e2e.py"],
 }
-RESULT_FILES = {"prep": "prep.json", "loader": "loader.json", "model": "model.json", "ssl": "ssl.json",
-                "e2e": "e2e.json"}
-TARGETS = {"prep_over_ffmpeg": ("<=", 1.25), "shards_over_on_the_fly": (">=", 5.0),
-           "shards_over_jpeg_bound": (">=", 0.6), "fused_over_unfused": (">=", 2.0)}
+RESULT_FILES = {
+    "prep": "prep.json",
+    "loader": "loader.json",
+    "model": "model.json",
+    "ssl": "ssl.json",
+    "e2e": "e2e.json",
+}
+TARGETS = {
+    "prep_over_ffmpeg": ("<=", 1.25),
+    "shards_over_on_the_fly": (">=", 5.0),
+    "shards_over_jpeg_bound": (">=", 0.6),
+    "fused_over_unfused": (">=", 2.0),
+}
 
 
 def run(names: list[str]) -> dict[str, float]:
@@ -49,7 +59,9 @@ def summary() -> str:
             continue
         result = json.loads(path.read_text())
         machine = result.get("machine", {})
-        where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores" + (f", {machine['gpu']}" if machine.get("gpu") else "")
+        where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores" + (
+            f", {machine['gpu']}" if machine.get("gpu") else ""
+        )
         for ratio, value in result.get("ratios", {}).items():
             op, target = TARGETS.get(ratio, ("", None))
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -16,6 +16,7 @@ masks instead of tubes, no temporal warping, FixMatch-style (the student labels 
 Prints one JSON object (last line) and writes ssl.json, ssl.md, ssl_bars.png and ssl_curves.png
 to --results (default bench/results).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import RESULTS_DIR, machine_info, save_result  # noqa: E402
+
 from svformer.errors import UserError  # noqa: E402
 
 ARMS = {"supervised": ["ssl.enabled=false"], "svformer": []}
@@ -49,10 +51,16 @@ ABLATIONS = {
 
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 BUILT_IN = {
-    DEMO_CONFIG: ("demo-data", "demo data (8 events classes: 24 labeled, 232 unlabeled, 256 val), configs/demo.yaml",
-                  ["data.batch_size=8"]),
-    ROOT / "configs" / "demo_motion.yaml": ("motion-data", "motion data (8 classes: 24 labeled, 232 unlabeled, "
-                                                           "64 val), configs/demo_motion.yaml", []),
+    DEMO_CONFIG: (
+        "demo-data",
+        "demo data (8 events classes: 24 labeled, 232 unlabeled, 256 val), configs/demo.yaml",
+        ["data.batch_size=8"],
+    ),
+    ROOT / "configs" / "demo_motion.yaml": (
+        "motion-data",
+        "motion data (8 classes: 24 labeled, 232 unlabeled, 64 val), configs/demo_motion.yaml",
+        [],
+    ),
 }
 """Built-in demo configs: the make target that builds their shards, how results name them, and the
 overrides every arm gets first. `make demo` trains configs/demo.yaml on 2 processes of 4 labeled clips;
@@ -69,8 +77,9 @@ def ensure_shards(config: Path, sets: list[str]) -> None:
     from svformer.config import load_config
 
     cfg = load_config(str(config), sets)
-    missing = [p for p in (cfg.data.labeled, cfg.data.unlabeled, cfg.data.val)
-               if not (ROOT / p / "manifest.json").exists()]  # training runs from ROOT
+    missing = [
+        p for p in (cfg.data.labeled, cfg.data.unlabeled, cfg.data.val) if not (ROOT / p / "manifest.json").exists()
+    ]  # training runs from ROOT
     if missing and config in BUILT_IN:
         subprocess.run(["make", BUILT_IN[config][0]], cwd=ROOT, check=True)
     elif missing:
@@ -95,8 +104,25 @@ def run_arm(name: str, seed: int, overrides: list[str], args: argparse.Namespace
         last = (log.read_text().strip().splitlines() or ["(no output)"])[-1]
         raise ArmFailed(f"arm {name} seed {seed} failed to train: {last} (log: {log})")
     train_s = time.perf_counter() - start
-    subprocess.run([sys.executable, "cli.py", "eval", "--ckpt", str(out), "--views", args.views, "--model", "both",
-                    "--out", str(out / "eval")], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "cli.py",
+            "eval",
+            "--ckpt",
+            str(out),
+            "--views",
+            args.views,
+            "--model",
+            "both",
+            "--out",
+            str(out / "eval"),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     row = {"arm": name, "seed": seed, "train_s": round(train_s, 1)}
     for model in ("student", "teacher"):
@@ -117,8 +143,13 @@ def summarize(rows: list[dict]) -> dict:
         for key in ("student_top1", "teacher_top1", "best_top1"):
             values = [r[key] for r in mine if key in r]
             if values:
-                entry[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values),
-                              "min": min(values), "max": max(values), "values": values}
+                entry[key] = {
+                    "mean": statistics.fmean(values),
+                    "std": statistics.pstdev(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "values": values,
+                }
         table[arm] = entry
     return table
 
@@ -130,32 +161,47 @@ def paired_gain(rows: list[dict]) -> dict | None:
     diffs = [ssl[seed] - sup[seed] for seed in sorted(sup.keys() & ssl.keys())]
     if not diffs:
         return None
-    return {"per_seed": diffs, "mean": statistics.fmean(diffs), "std": statistics.pstdev(diffs),
-            "seeds_better": sum(d > 0 for d in diffs)}
+    return {
+        "per_seed": diffs,
+        "mean": statistics.fmean(diffs),
+        "std": statistics.pstdev(diffs),
+        "seeds_better": sum(d > 0 for d in diffs),
+    }
 
 
 def markdown(result: dict) -> str:
     """ssl.md: the per-arm table, then the gain against the seed spreads and the seed-by-seed gain."""
     table, paired = result["table"], result["paired_gain"]
-    lines = ["| arm | runs | student top-1 (mean ± std) | teacher top-1 (mean ± std) | scored top-1 per seed |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| arm | runs | student top-1 (mean ± std) | teacher top-1 (mean ± std) | scored top-1 per seed |",
+        "|---|---|---|---|---|",
+    ]
     for arm, entry in table.items():
         cells = []
         for key in ("student_top1", "teacher_top1"):
             cells.append(f"{100 * entry[key]['mean']:.1f} ± {100 * entry[key]['std']:.1f}" if key in entry else "–")
         per_seed = ", ".join(f"{100 * v:.1f}" for v in entry["best_top1"]["values"])
         lines.append(f"| {arm} | {entry['runs']} | {cells[0]} | {cells[1]} | {per_seed} |")
-    lines += ["", "Scored: the teacher where there is one (the paper tests the EMA teacher), else the student. "
-                  "± is the population std over seeds."]
+    lines += [
+        "",
+        "Scored: the teacher where there is one (the paper tests the EMA teacher), else the student. "
+        "± is the population std over seeds.",
+    ]
     ratio = result["margin_over_spread"]
-    lines += ["", f"SVFormer minus supervised, means: {100 * result['ratios']['svformer_minus_supervised_top1']:+.1f} "
-                  f"points; seed spreads {100 * table['supervised']['best_top1']['std']:.1f} and "
-                  f"{100 * table['svformer']['best_top1']['std']:.1f}"
-                  + (f" (gain / summed spreads = {ratio:.2f})" if ratio is not None else "")]
+    lines += [
+        "",
+        f"SVFormer minus supervised, means: {100 * result['ratios']['svformer_minus_supervised_top1']:+.1f} "
+        f"points; seed spreads {100 * table['supervised']['best_top1']['std']:.1f} and "
+        f"{100 * table['svformer']['best_top1']['std']:.1f}"
+        + (f" (gain / summed spreads = {ratio:.2f})" if ratio is not None else ""),
+    ]
     if paired:
-        lines += ["", f"SVFormer minus supervised, seed by seed: {100 * paired['mean']:+.1f} ± {100 * paired['std']:.1f} "
-                      f"({', '.join(f'{100 * d:+.1f}' for d in paired['per_seed'])}); "
-                      f"better on {paired['seeds_better']} of {len(paired['per_seed'])} seeds"]
+        lines += [
+            "",
+            f"SVFormer minus supervised, seed by seed: {100 * paired['mean']:+.1f} ± {100 * paired['std']:.1f} "
+            f"({', '.join(f'{100 * d:+.1f}' for d in paired['per_seed'])}); "
+            f"better on {paired['seeds_better']} of {len(paired['per_seed'])} seeds",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -203,13 +249,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override train.max_steps (default: the config's)")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_ssl", help="run directories")
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG,
-                        help="training config every arm starts from (default: the demo's)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every arm, repeatable (e.g. model.imagenet_init=vit.pth)")
+    parser.add_argument(
+        "--config", type=Path, default=DEMO_CONFIG, help="training config every arm starts from (default: the demo's)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every arm, repeatable (e.g. model.imagenet_init=vit.pth)",
+    )
     parser.add_argument("--views", default="5x3", help="test views, clips x crops")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR,
-                        help="where ssl.json, ssl.md and the plots go (default: bench/results)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where ssl.json, ssl.md and the plots go (default: bench/results)",
+    )
     args = parser.parse_args()
     args.config, args.work = args.config.resolve(), args.work.resolve()
     if args.config in BUILT_IN:
@@ -241,8 +297,11 @@ def main() -> None:
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "ssl.md").write_text(markdown(result))
-    plot(table, args.results / "ssl_bars.png", "SVFormer vs supervised-only and ablations (bars: mean ± std over "
-         "seeds; dots: runs): " + result["setting"])
+    plot(
+        table,
+        args.results / "ssl_bars.png",
+        "SVFormer vs supervised-only and ablations (bars: mean ± std over seeds; dots: runs): " + result["setting"],
+    )
     curves = args.work / f"svformer-seed{args.seeds[0]}" / "eval" / "curves.png"
     if curves.exists():
         shutil.copy(curves, args.results / "ssl_curves.png")

@@ -14,6 +14,7 @@ Choices (also in docs/architecture.md's terms):
   (q = round(2 + 29 * (100 - quality) / 99): 100 -> 2, 90 -> 5, 75 -> 9, 1 -> 31); 4:2:0, full range.
 - The path reaches ffmpeg as `file:<absolute path>`: never an option, never another protocol.
 """
+
 from __future__ import annotations
 
 import math
@@ -148,8 +149,14 @@ def ffmpeg_command(path: str, info: StreamInfo, settings: DecodeSettings, output
     # Short side -> s, aspect kept (-1), never upscaled (min); evaluated after autorotation.
     stream = stream.filter("scale", w=f"if(lte(iw,ih),min(iw,{s}),-1)", h=f"if(lte(iw,ih),-1,min(ih,{s}))")
     fmt = "image2pipe" if output == "pipe:" else "image2"
-    out = stream.output(output, format=fmt, vcodec="mjpeg", pix_fmt="yuv420p", fps_mode="passthrough",
-                        **{"q:v": jpeg_qscale(settings.quality)})
+    out = stream.output(
+        output,
+        format=fmt,
+        vcodec="mjpeg",
+        pix_fmt="yuv420p",
+        fps_mode="passthrough",
+        **{"q:v": jpeg_qscale(settings.quality)},
+    )
     return out.compile(cmd=[ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"])
 
 
@@ -160,8 +167,10 @@ def _fps_arg(fps: float) -> str:
 
 _PREFIX = re.compile(r"^(\[[^]]*@ 0x[0-9a-f]+\]\s*)+")
 # ffmpeg's closing chatter, which names no cause.
-_NOISE = re.compile(r"Terminating thread|Task finished|Conversion failed|Nothing was written|Could not open encoder"
-                    r"|Cannot determine format|Consider increasing|^frame=|Error opening input file")
+_NOISE = re.compile(
+    r"Terminating thread|Task finished|Conversion failed|Nothing was written|Could not open encoder"
+    r"|Cannot determine format|Consider increasing|^frame=|Error opening input file"
+)
 _ERRORISH = re.compile(r"error|invalid|corrupt|partial file|not found|no such|failed|missing", re.IGNORECASE)
 
 

@@ -4,6 +4,7 @@ Order: `$SVFORMER_FFMPEG` (an explicit override), the binary bundled with imagei
 dependency, so every machine runs the same build), then `ffmpeg` on `$PATH`. There is no ffprobe:
 stream facts come from PyAV (see `prep.decode.probe`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,7 +18,7 @@ from svformer.errors import UserError
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_exe() -> str:
     """Absolute path of the ffmpeg binary to run; raises UserError when there is none."""
     override = os.environ.get("SVFORMER_FFMPEG")
@@ -38,14 +39,14 @@ def ffmpeg_exe() -> str:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_version() -> str:
     """The first line of `ffmpeg -version` (part of the prep settings: it decides the JPEG bytes)."""
     out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True, check=False)
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_encoder(name: str) -> bool:
     """Whether this ffmpeg build has the encoder `name` (e.g. libx264)."""
     out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False)

@@ -4,6 +4,7 @@
 (frame count, frame sizes, height/width), and for a directory checks each manifest shard's size
 and SHA-256. Problems are yielded as records too, so the CLI can print everything it found.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,10 @@ def _verify_sample(meta: dict[str, Any], blob: bytes) -> list[str]:
             problems.append(f"frame {i}: JPEG does not decode ({str(err).splitlines()[0]})")
             continue
         if tuple(frame.shape[1:]) != (meta.get("height"), meta.get("width")):
-            problems.append(f"frame {i}: {frame.shape[1]}x{frame.shape[2]} pixels, JSON says "
-                            f"{meta.get('height')}x{meta.get('width')} (height x width)")
+            problems.append(
+                f"frame {i}: {frame.shape[1]}x{frame.shape[2]} pixels, JSON says "
+                f"{meta.get('height')}x{meta.get('width')} (height x width)"
+            )
     return problems
 
 
@@ -134,9 +137,14 @@ def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, A
                 yield problem(shard, None, f"{count} samples, manifest.json says {listed['samples']}")
             if shard.stat().st_size != listed["bytes"] or file_sha256(shard) != listed["sha256"]:
                 yield problem(shard, None, "size or SHA-256 differs from manifest.json")
-    summary = {"path": str(path), "shards": len(shards), "samples": samples, "frames": frames,
-               "classes": dict(sorted(classes.items(), key=lambda kv: _label_order(kv[0]))),
-               "failures_at_prep": len(manifest["failures"]) if manifest else None}
+    summary = {
+        "path": str(path),
+        "shards": len(shards),
+        "samples": samples,
+        "frames": frames,
+        "classes": dict(sorted(classes.items(), key=lambda kv: _label_order(kv[0]))),
+        "failures_at_prep": len(manifest["failures"]) if manifest else None,
+    }
     if verify:
         summary["problems"] = problems
     yield {"summary": summary}

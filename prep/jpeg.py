@@ -6,6 +6,7 @@ followed by `00` (a stuffed data byte) or `D0..D7` (restart markers); `FF FF` is
 ends the image. Parsing the structure, rather than searching for FFD9, is what makes this safe:
 FFD9 can legally appear inside an embedded thumbnail or an APPn payload.
 """
+
 from __future__ import annotations
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA

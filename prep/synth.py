@@ -19,6 +19,7 @@ from its time reversal. Nuisances: background colours, gradient and texture, obj
 shape (none rotationally symmetric beyond 90 degrees, so rotation is visible), size range, speed,
 noise, resolution (some odd sizes, encoded 4:4:4 since 4:2:0 needs even sizes), duration and fps.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,15 +37,27 @@ from prep.ffmpeg_bin import ffmpeg_exe, has_encoder
 log = logging.getLogger(__name__)
 
 MOTION_CLASSES = ["move_right", "move_left", "move_down", "move_up", "rotate_cw", "rotate_ccw", "grow", "shrink"]
-EVENT_CLASSES = ["hue_forward", "hue_backward", "red_axis_forward", "red_axis_backward", "green_axis_forward",
-                 "green_axis_backward", "blue_axis_forward", "blue_axis_backward"]
+EVENT_CLASSES = [
+    "hue_forward",
+    "hue_backward",
+    "red_axis_forward",
+    "red_axis_backward",
+    "green_axis_forward",
+    "green_axis_backward",
+    "blue_axis_forward",
+    "blue_axis_backward",
+]
 KINDS = {"events": EVENT_CLASSES, "motion": MOTION_CLASSES}
 SHAPES = ["square", "triangle", "cross", "ell", "bar", "tee"]
 FPS_CHOICES = [10, 12, 15, 20, 24, 25, 30]
 SIZE_RATIO = 2.2  # smax / smin of the log-size sawtooth
 EFFECTS = ["hue", "red_axis", "green_axis", "blue_axis"]  # events: class 2k is effect k forward, 2k+1 backward
-EFFECT_AXES = {"hue": (1.0, 1.0, 1.0), "red_axis": (1.0, 0.0, 0.0), "green_axis": (0.0, 1.0, 0.0),
-               "blue_axis": (0.0, 0.0, 1.0)}
+EFFECT_AXES = {
+    "hue": (1.0, 1.0, 1.0),
+    "red_axis": (1.0, 0.0, 0.0),
+    "green_axis": (0.0, 1.0, 0.0),
+    "blue_axis": (0.0, 0.0, 1.0),
+}
 """The RGB-space axis each events effect turns colours about (through mid-grey)."""
 
 
@@ -96,7 +109,7 @@ def sample_params(rng: np.random.Generator, label: int, odd_ok: bool = True, kin
     # aspect in [1, 1.4]: a square training crop then still sees most of the torus the object moves on
     height = int(rng.integers(72, 129))
     width = int(round(height * float(rng.uniform(1.0, 1.4))))
-    width, height = ((width | 1, height | 1) if odd and odd_ok else (width & ~1, height & ~1))
+    width, height = (width | 1, height | 1) if odd and odd_ok else (width & ~1, height & ~1)
     fps = int(rng.choice(FPS_CHOICES))
     num_frames = max(2, round(float(rng.uniform(1.5, 4.0)) * fps))
     short = min(width, height)
@@ -109,28 +122,62 @@ def sample_params(rng: np.random.Generator, label: int, odd_ok: bool = True, kin
     rate = float(rng.uniform(0.4, 0.8))
     c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     grad_angle = float(rng.uniform(0, 2 * math.pi))
-    texture = tuple((float(rng.uniform(0, 3)), float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.3, 0.3)),
-                     float(rng.uniform(0, 2 * math.pi))) for _ in range(3))
+    texture = tuple(
+        (
+            float(rng.uniform(0, 3)),
+            float(rng.uniform(-0.3, 0.3)),
+            float(rng.uniform(-0.3, 0.3)),
+            float(rng.uniform(0, 2 * math.pi)),
+        )
+        for _ in range(3)
+    )
     mean_bg = (c1 + c2) / 2
     fg = rng.uniform(0, 255, (16, 3))
     fg = fg[int(np.argmax(np.abs(fg - mean_bg).sum(axis=1)))]  # most contrasting of 16 draws
     noise = float(rng.uniform(0, 2))
     seed = int(rng.integers(2**31))
     effect_phase, effect_rate = float(rng.uniform(0, 1)), float(rng.uniform(0.3, 0.5))
-    common = dict(label=label, width=width, height=height, fps=fps, num_frames=num_frames, shape=shape, x0=x0, y0=y0,
-                  angle0=angle0, u0=u0, smin=smin, background=(tuple(c1), tuple(c2)), grad_angle=grad_angle,
-                  texture=texture, foreground=tuple(fg), noise=noise, seed=seed)
+    common = dict(
+        label=label,
+        width=width,
+        height=height,
+        fps=fps,
+        num_frames=num_frames,
+        shape=shape,
+        x0=x0,
+        y0=y0,
+        angle0=angle0,
+        u0=u0,
+        smin=smin,
+        background=(tuple(c1), tuple(c2)),
+        grad_angle=grad_angle,
+        texture=texture,
+        foreground=tuple(fg),
+        noise=noise,
+        seed=seed,
+    )
     if kind == "events":
         sign = 1.0 if label % 2 == 0 else -1.0
-        return VideoParams(**common, vx=0.0, vy=0.0, omega=0.0, rate=0.0, effect=EFFECTS[label // 2],
-                           effect_phase=effect_phase, effect_rate=sign * effect_rate)
+        return VideoParams(
+            **common,
+            vx=0.0,
+            vy=0.0,
+            omega=0.0,
+            rate=0.0,
+            effect=EFFECTS[label // 2],
+            effect_phase=effect_phase,
+            effect_rate=sign * effect_rate,
+        )
     if kind != "motion":
         raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
     name = MOTION_CLASSES[label]
-    return VideoParams(**common, vx={"move_right": speed, "move_left": -speed}.get(name, 0.0),
-                       vy={"move_down": speed, "move_up": -speed}.get(name, 0.0),
-                       omega={"rotate_cw": omega, "rotate_ccw": -omega}.get(name, 0.0),
-                       rate={"grow": rate, "shrink": -rate}.get(name, 0.0))
+    return VideoParams(
+        **common,
+        vx={"move_right": speed, "move_left": -speed}.get(name, 0.0),
+        vy={"move_down": speed, "move_up": -speed}.get(name, 0.0),
+        omega={"rotate_cw": omega, "rotate_ccw": -omega}.get(name, 0.0),
+        rate={"grow": rate, "shrink": -rate}.get(name, 0.0),
+    )
 
 
 def object_state(p: VideoParams, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -224,17 +271,46 @@ def encode_video(frames: np.ndarray, fps: int, path: Path, codec: str) -> None:
     t, h, w, _ = frames.shape
     pix_fmt = "yuv420p" if (w % 2 == 0 and h % 2 == 0) or codec != "libx264" else "yuv444p"
     quality = ["-preset", "veryfast", "-crf", "18"] if codec == "libx264" else ["-q:v", "3"]
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:",
-           "-c:v", codec, *quality, "-pix_fmt", pix_fmt, "-threads", "1",
-           "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1", "file:" + str(path.resolve())]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "pipe:",
+        "-c:v",
+        codec,
+        *quality,
+        "-pix_fmt",
+        pix_fmt,
+        "-threads",
+        "1",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        "file:" + str(path.resolve()),
+    ]
     proc = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg could not encode {path}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
 
 
-def synthesize(out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, workers: int | None = None,
-               kind: str = "motion") -> Path:
+def synthesize(
+    out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, workers: int | None = None, kind: str = "motion"
+) -> Path:
     """Write a demo dataset to out_dir: videos/vNNNN.mp4, all.txt (`<path> <label>`), classes.txt.
 
     `kind` picks the class set (KINDS). Video i has label i % (number of classes) and parameters
@@ -248,8 +324,9 @@ def synthesize(out_dir: str | Path, videos_per_class: int = 24, seed: int = 0, w
     count = videos_per_class * len(classes)
 
     def make(index: int) -> str:
-        params = sample_params(np.random.default_rng([seed, index]), index % len(classes), odd_ok=codec == "libx264",
-                               kind=kind)
+        params = sample_params(
+            np.random.default_rng([seed, index]), index % len(classes), odd_ok=codec == "libx264", kind=kind
+        )
         rel = f"videos/v{index:04d}.mp4"
         encode_video(render_video(params), params.fps, out / rel, codec)
         return f"{rel} {params.label}\n"

@@ -4,6 +4,7 @@ Headers are POSIX ustar with mtime 0, uid/gid 0, empty uname/gname and mode 0o64
 depend only on the members. The archive ends like Python's tarfile ends it (two zero blocks,
 padded to a 10240-byte record), which every tar reader (webdataset included) accepts.
 """
+
 from __future__ import annotations
 
 import hashlib

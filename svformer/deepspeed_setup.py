@@ -5,15 +5,17 @@ injected here, in one place. A batch size written in the JSON that disagrees is 
 owns the accumulation boundary (`managed_gradient_accumulation: false`): micro-steps only run
 backward, and one `engine.step()` reduces the gradients and updates the weights.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import torch
 import torch.distributed as dist
@@ -41,8 +43,14 @@ def init_distributed() -> tuple[int, int, torch.device]:
     import deepspeed
 
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+        os.environ.update(
+            RANK="0",
+            LOCAL_RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_WORLD_SIZE="1",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(_free_port()),
+        )
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
@@ -74,8 +82,10 @@ def engine_config(cfg: Config, world_size: int, load_universal: bool = False) ->
     }
     for key in BATCH_KEYS:
         if key in ds and ds[key] != "auto" and ds[key] != wanted[key]:
-            raise UserError(f"{path}: {key}={ds[key]} disagrees with the YAML config ({wanted[key]}); "
-                            f"remove it from {path.name}, batch sizes come from data.batch_size and train.grad_accum")
+            raise UserError(
+                f"{path}: {key}={ds[key]} disagrees with the YAML config ({wanted[key]}); "
+                f"remove it from {path.name}, batch sizes come from data.batch_size and train.grad_accum"
+            )
     ds.update(wanted)
     precision = cfg.train.precision
     if precision:
@@ -86,8 +96,9 @@ def engine_config(cfg: Config, world_size: int, load_universal: bool = False) ->
         raise UserError(f"{path}: fp16 needs a GPU; use bf16 or fp32 on CPU (--set train.precision=bf16)")
     if not precision and not torch.cuda.is_available() and not cpu_has_native_bf16() and _wants_bf16(ds):
         # emulated bf16 matmuls run ~10x slower than float32 on such CPUs (bench/model.py)
-        log.warning("this CPU has no native bf16 (avx512_bf16/amx): training in float32 "
-                    "(--set train.precision=bf16 forces it)")
+        log.warning(
+            "this CPU has no native bf16 (avx512_bf16/amx): training in float32 (--set train.precision=bf16 forces it)"
+        )
         ds["torch_autocast"] = {"enabled": False}
         ds["bf16"] = {"enabled": False}
     ds.setdefault("zero_allow_untested_optimizer", True)
@@ -110,8 +121,9 @@ def cpu_has_native_bf16() -> bool:
 
 def _wants_bf16(ds: dict) -> bool:
     autocast = ds.get("torch_autocast", {})
-    return bool(ds.get("bf16", {}).get("enabled")) or (bool(autocast.get("enabled"))
-                                                      and autocast.get("dtype", "bfloat16") in ("bfloat16", "bf16"))
+    return bool(ds.get("bf16", {}).get("enabled")) or (
+        bool(autocast.get("enabled")) and autocast.get("dtype", "bfloat16") in ("bfloat16", "bf16")
+    )
 
 
 def precision_name(ds: dict) -> str:
@@ -129,8 +141,9 @@ def initialize(model: torch.nn.Module, optimizer, scheduler, ds: dict):
     """Wrap model/optimizer/scheduler in a DeepSpeed engine; returns (engine, scheduler)."""
     import deepspeed
 
-    engine, _, _, engine_scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                          lr_scheduler=scheduler, config=ds)
+    engine, _, _, engine_scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds
+    )
     return engine, engine_scheduler
 
 

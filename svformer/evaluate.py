@@ -3,6 +3,7 @@
 Writes `metrics.json` (top-1/top-5, mean class accuracy, clip- and video-level accuracy, counts),
 `predictions.csv` and `confusion.png`, plus `curves.png` when the run has a `metrics.jsonl`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,13 +24,16 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def view_logits(model: torch.nn.Module, video: torch.Tensor, cfg: Config, device: torch.device,
-                chunk: int = 32) -> torch.Tensor:
+def view_logits(
+    model: torch.nn.Module, video: torch.Tensor, cfg: Config, device: torch.device, chunk: int = 32
+) -> torch.Tensor:
     """Logits of every view: uint8 (B, V, C, T, S, S) -> float32 (B, V, K)."""
     b, v = video.shape[:2]
     flat = video.flatten(0, 1)  # (B*V, C, T, S, S)
-    out = [model(normalize(flat[i:i + chunk].to(device), cfg.data.mean, cfg.data.std)).float()
-           for i in range(0, flat.shape[0], chunk)]
+    out = [
+        model(normalize(flat[i : i + chunk].to(device), cfg.data.mean, cfg.data.std)).float()
+        for i in range(0, flat.shape[0], chunk)
+    ]
     return torch.cat(out).view(b, v, -1).cpu()
 
 
@@ -38,8 +42,9 @@ def quick_accuracy(model: torch.nn.Module, cfg: Config, rank: int, world: int, d
     was_training = model.training
     model.eval()
     correct = total = 0.0
-    for batch in eval_loader(cfg.data.val, cfg, views=(1, 1), rank=rank, world_size=world,
-                             max_videos=cfg.train.val_max_videos, workers=0):
+    for batch in eval_loader(
+        cfg.data.val, cfg, views=(1, 1), rank=rank, world_size=world, max_videos=cfg.train.val_max_videos, workers=0
+    ):
         pred = view_logits(model, batch["video"], cfg, device)[:, 0].argmax(-1)
         correct += float((pred == batch["label"]).sum())
         total += len(pred)
@@ -79,8 +84,15 @@ def score(logits: torch.Tensor, labels: torch.Tensor, combine: str, num_classes:
     }
 
 
-def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", which: str = "teacher",
-             out_dir: str | Path | None = None, batch_size: int | None = None, combine: str = "sum") -> dict:
+def evaluate(
+    ckpt: str | Path,
+    shards: str | None = None,
+    views: str = "5x3",
+    which: str = "teacher",
+    out_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    combine: str = "sum",
+) -> dict:
     """Score the checkpoint at `ckpt` on `shards` (default: the run's data.val) and write the report.
 
     Runs on one process or under the deepspeed launcher (each rank scores its share of videos).
@@ -99,15 +111,17 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
     for name in names:
         model = build_trained_model(weights, name, device)
         keys, labels, logits = [], [], []
-        stream = eval_loader(spec, cfg, views=(clips, crops), rank=rank, world_size=world,
-                             batch_size=batch_size or cfg.eval.batch_size)
+        stream = eval_loader(
+            spec, cfg, views=(clips, crops), rank=rank, world_size=world, batch_size=batch_size or cfg.eval.batch_size
+        )
         for batch in tqdm(stream, desc=f"eval {name}", disable=rank != 0, unit="batch"):
             _check_labels(batch["label"], cfg.model.num_classes, spec)
             logits.append(view_logits(model, batch["video"], cfg, device))
             labels.append(batch["label"])
             keys.extend(batch["key"])
-        rows = _gather(list(zip(keys, torch.cat(labels).tolist() if labels else [],
-                                torch.cat(logits).tolist() if logits else [])))
+        rows = _gather(
+            list(zip(keys, torch.cat(labels).tolist() if labels else [], torch.cat(logits).tolist() if logits else []))
+        )
         if not rows:
             raise UserError(f"{spec}: no videos to evaluate")
         rows.sort(key=lambda r: r[0])
@@ -115,8 +129,15 @@ def evaluate(ckpt: str | Path, shards: str | None = None, views: str = "5x3", wh
         all_logits = torch.tensor([r[2] for r in rows])  # (N, V, K)
         metrics = score(all_logits, all_labels, combine, cfg.model.num_classes)
         combined = combine_views(all_logits, combine)
-        metrics.update(videos=len(rows), views=f"{clips}x{crops}", combine=combine, model=name,
-                       step=weights.step, checkpoint=str(weights.source), shards=str(spec))
+        metrics.update(
+            videos=len(rows),
+            views=f"{clips}x{crops}",
+            combine=combine,
+            model=name,
+            step=weights.step,
+            checkpoint=str(weights.source),
+            shards=str(spec),
+        )
         results[name] = metrics
         predictions[name] = ([r[0] for r in rows], all_labels, combined)
     if rank == 0:
@@ -134,5 +155,7 @@ def default_report_dir(ckpt: Path) -> Path:
 def _check_labels(labels: torch.Tensor, num_classes: int, spec: str) -> None:
     if labels.numel() and (labels.max() >= num_classes or labels.min() < 0):
         bad = int(labels.max()) if labels.max() >= num_classes else int(labels.min())
-        raise UserError(f"{spec}: video label {bad} is outside the model's {num_classes} classes; "
-                        "these shards belong to another dataset (or were prepped without labels)")
+        raise UserError(
+            f"{spec}: video label {bad} is outside the model's {num_classes} classes; "
+            "these shards belong to another dataset (or were prepped without labels)"
+        )

@@ -4,6 +4,7 @@ Other ranks get a monitor that does nothing, so the loop never branches on the r
 arrive as device tensors (`StepLogs`) and are read back to the host together, once per flush: the
 hot path never waits for the device to print a number.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ class Monitor:
         """A resumed run rewrites the steps after its checkpoint; keep the log free of duplicates."""
         if not self.jsonl.exists():
             return
-        kept = [line for line in self.jsonl.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line
+            for line in self.jsonl.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         self.jsonl.write_text("".join(line + "\n" for line in kept))
 
     def add(self, logs: list[StepLogs], clips: int) -> None:

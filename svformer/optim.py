@@ -3,10 +3,11 @@
 Weight decay skips biases, norms, the class token and the position/time embeddings (the usual ViT
 exclusions). Fused kernels are asked for where the device has them.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

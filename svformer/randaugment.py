@@ -5,10 +5,11 @@ The strong view of the paper (timm's `rand-m9-n5-mstd0.5` in the community fork)
 Ops that depend on image statistics (AutoContrast, Equalize, Contrast) compute them over the
 whole clip, not per frame, so the clip does not flicker.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -17,10 +18,10 @@ from torchvision.transforms import InterpolationMode
 
 # Largest strength of each op at magnitude 10 (timm's RandAugment ranges).
 _MAX_ROTATE_DEG = 30.0
-_MAX_ENHANCE = 0.9          # colour/contrast/brightness/sharpness factor 1 +- 0.9
-_MAX_SHEAR = 0.3            # shear factor (tan of the angle)
-_MAX_TRANSLATE = 0.45       # fraction of the image side
-_MAX_POSTERIZE_DROP = 4     # bits removed at magnitude 10 (8 -> 4 bits)
+_MAX_ENHANCE = 0.9  # colour/contrast/brightness/sharpness factor 1 +- 0.9
+_MAX_SHEAR = 0.3  # shear factor (tan of the angle)
+_MAX_TRANSLATE = 0.45  # fraction of the image side
+_MAX_POSTERIZE_DROP = 4  # bits removed at magnitude 10 (8 -> 4 bits)
 
 # An op takes (frames (T, C, H, W), level in [0, 1], sign +-1.0) and returns new frames.
 Op = Callable[[torch.Tensor, float, float], torch.Tensor]
@@ -64,6 +65,7 @@ def _enhance(fn: Callable[[torch.Tensor, float], torch.Tensor], clip_stats: bool
         if clip_stats:
             return _clip_level(lambda img: fn(img, factor), x)
         return fn(x, factor)
+
     return op
 
 
@@ -85,9 +87,15 @@ OPS: dict[str, Op] = {
 OP_NAMES = tuple(OPS)
 
 
-def rand_augment(clip: torch.Tensor, n: int, magnitude: float, magnitude_std: float,
-                 g: torch.Generator | None = None, ops: tuple[str, ...] = OP_NAMES,
-                 prob: float = 1.0) -> torch.Tensor:
+def rand_augment(
+    clip: torch.Tensor,
+    n: int,
+    magnitude: float,
+    magnitude_std: float,
+    g: torch.Generator | None = None,
+    ops: tuple[str, ...] = OP_NAMES,
+    prob: float = 1.0,
+) -> torch.Tensor:
     """RandAugment one clip with ops shared by all its frames.
 
     Args:

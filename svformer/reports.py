@@ -1,4 +1,5 @@
 """Evaluation reports: metrics.json, predictions.csv, confusion.png, curves.png (matplotlib, no display)."""
+
 from __future__ import annotations
 
 import csv
@@ -64,8 +65,15 @@ def plot_confusion(matrix: torch.Tensor, names: list[str], title: str, path: Pat
         for i in range(k):
             for j in range(k):
                 if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
-                            color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                    ax.text(
+                        j,
+                        i,
+                        int(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        color="white" if norm[i, j] > 0.5 else "black",
+                        fontsize=8,
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -83,8 +91,10 @@ def plot_curves(jsonl: Path, path: Path) -> bool:
         return False
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    panels = [("losses", ("loss", "loss_sup", "loss_unlabeled", "loss_mix")),
-              ("pseudo-labels", ("mask_rate", "pseudo_acc", "pseudo_acc_confident", "confidence"))]
+    panels = [
+        ("losses", ("loss", "loss_sup", "loss_unlabeled", "loss_mix")),
+        ("pseudo-labels", ("mask_rate", "pseudo_acc", "pseudo_acc_confident", "confidence")),
+    ]
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             points = [(r["step"], r[key]) for r in train if key in r]
@@ -127,7 +137,7 @@ def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt:
         for key, label, idx, val in zip(keys, labels.tolist(), top.indices.tolist(), top.values.tolist()):
             writer.writerow([model, key, label, " ".join(map(str, idx)), " ".join(f"{v:.4f}" for v in val)])
     write_atomic(out / "predictions.csv", buffer.getvalue())
-    for i, (model, (keys, labels, combined)) in enumerate(predictions.items()):
+    for i, (model, (_keys, labels, combined)) in enumerate(predictions.items()):
         matrix = confusion_matrix(labels, combined.argmax(-1), cfg.model.num_classes)
         title = f"{model}: top-1 {results[model]['top1']:.1%} ({results[model]['views']} views)"
         plot_confusion(matrix, names, title, out / ("confusion.png" if i == 0 else f"confusion-{model}.png"))

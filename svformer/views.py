@@ -8,9 +8,11 @@ A clip is (C, T, H, W), uint8 (0-255) or float (0-1); a batch is (B, C, T, H, W)
 returns a new tensor, never modifies its input, and draws randomness only from the explicit
 `torch.Generator` it is given. Spatial parameters are drawn once per clip and applied to every frame.
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,9 @@ def _randint(low: int, high: int, g: torch.Generator | None) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=g))
 
 
-def sample_crop(height: int, width: int, size: int, short_side_range: Sequence[int], hflip: bool,
-                g: torch.Generator | None) -> CropBox:
+def sample_crop(
+    height: int, width: int, size: int, short_side_range: Sequence[int], hflip: bool, g: torch.Generator | None
+) -> CropBox:
     """Draw scale jitter + random crop + flip, expressed as a crop box of the source frame.
 
     Resizing the short side to s and cropping `size` pixels equals cropping `size * short / s`
@@ -74,13 +77,14 @@ def _resize(frames: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
 
 def apply_crop(clip: torch.Tensor, box: CropBox, size: int) -> torch.Tensor:
     """Cut `box` from every frame of clip (C, T, H, W), resize it to size x size, mirror if asked."""
-    region = clip[..., box.top:box.top + box.side, box.left:box.left + box.side]
+    region = clip[..., box.top : box.top + box.side, box.left : box.left + box.side]
     out = _resize(region, (size, size))
     return out.flip(-1) if box.flip else out
 
 
-def train_view(clip: torch.Tensor, size: int, short_side_range: Sequence[int], hflip: bool,
-               g: torch.Generator | None) -> torch.Tensor:
+def train_view(
+    clip: torch.Tensor, size: int, short_side_range: Sequence[int], hflip: bool, g: torch.Generator | None
+) -> torch.Tensor:
     """Short-side scale jitter, random size x size crop and random horizontal flip.
 
     Args:
@@ -96,8 +100,14 @@ def train_view(clip: torch.Tensor, size: int, short_side_range: Sequence[int], h
     return apply_crop(clip, box, size)
 
 
-def weak_strong_views(clip: torch.Tensor, size: int, short_side_range: Sequence[int], hflip: bool,
-                      ssl_cfg: SSLConfig, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def weak_strong_views(
+    clip: torch.Tensor,
+    size: int,
+    short_side_range: Sequence[int],
+    hflip: bool,
+    ssl_cfg: SSLConfig,
+    g: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's weak view and the student's strong view of one unlabeled clip.
 
     weak = train_view. strong = the same crop and flip, then temporal warping (TWAug, when
@@ -110,8 +120,7 @@ def weak_strong_views(clip: torch.Tensor, size: int, short_side_range: Sequence[
     if ssl_cfg.temporal_warp:
         strong = apply_temporal_warp(strong, temporal_warp_indices(weak.shape[1], g))
     if ssl_cfg.strong_ops in ("randaugment", "both"):
-        strong = rand_augment(strong, ssl_cfg.randaugment_n, ssl_cfg.randaugment_m,
-                              ssl_cfg.randaugment_mstd, g)
+        strong = rand_augment(strong, ssl_cfg.randaugment_n, ssl_cfg.randaugment_m, ssl_cfg.randaugment_mstd, g)
     return weak, (strong.clone() if strong is weak else strong)
 
 
@@ -132,8 +141,9 @@ def test_views(clip: torch.Tensor, short_side: int, size: int, crops: int) -> to
         raise ValueError(f"crop size {size} exceeds the resized short side {short_side}")
     h, w = clip.shape[-2:]
     scale = short_side / min(h, w)
-    out_h, out_w = (short_side, max(short_side, round(w * scale))) if h <= w else \
-        (max(short_side, round(h * scale)), short_side)
+    out_h, out_w = (
+        (short_side, max(short_side, round(w * scale))) if h <= w else (max(short_side, round(h * scale)), short_side)
+    )
     frames = _resize(clip, (out_h, out_w))
     horizontal = out_w >= out_h  # crops move along the long side
     long_free = (out_w if horizontal else out_h) - size
@@ -142,7 +152,7 @@ def test_views(clip: torch.Tensor, short_side: int, size: int, crops: int) -> to
     views = []
     for o in offsets:
         top, left = (short_free // 2, o) if horizontal else (o, short_free // 2)
-        views.append(frames[..., top:top + size, left:left + size])
+        views.append(frames[..., top : top + size, left : left + size])
     return torch.stack(views)
 
 

@@ -3,6 +3,7 @@
 Frame i of every video is a flat grey image of value `frame_value(i)`, so a test can tell from the
 decoded pixels which stored frames a clip holds (`frame_ids`).
 """
+
 from __future__ import annotations
 
 import io
@@ -59,22 +60,43 @@ def write_shards(out: Path, videos: list[Video], per_shard: int, manifest: bool 
     for s in range(0, len(videos), per_shard):
         path = out / f"shard-{s // per_shard:06d}.tar"
         with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
-            for line, video in enumerate(videos[s:s + per_shard], start=s + 1):
+            for line, video in enumerate(videos[s : s + per_shard], start=s + 1):
                 frames = _jpegs(video)
-                record = {"key": video.key, "label": video.label, "source": f"videos/{video.key}.mp4", "line": line,
-                          "src_fps": 30.0, "src_width": video.width, "src_height": video.height,
-                          "src_duration": video.num_frames / 15, "fps": 15.0, "num_frames": video.num_frames,
-                          "height": video.height, "width": video.width, "frame_sizes": [len(f) for f in frames]}
+                record = {
+                    "key": video.key,
+                    "label": video.label,
+                    "source": f"videos/{video.key}.mp4",
+                    "line": line,
+                    "src_fps": 30.0,
+                    "src_width": video.width,
+                    "src_height": video.height,
+                    "src_duration": video.num_frames / 15,
+                    "fps": 15.0,
+                    "num_frames": video.num_frames,
+                    "height": video.height,
+                    "width": video.width,
+                    "frame_sizes": [len(f) for f in frames],
+                }
                 text = b"{not json" if video.fault == "json" else json.dumps(record).encode()
                 _add(tar, f"{video.key}.json", text)
                 if video.fault != "no_jpgs":
                     _add(tar, f"{video.key}.jpgs", b"".join(frames))
         paths.append(path)
-        entries.append({"name": path.name, "samples": len(videos[s:s + per_shard]), "bytes": path.stat().st_size,
-                        "sha256": ""})
+        entries.append(
+            {"name": path.name, "samples": len(videos[s : s + per_shard]), "bytes": path.stat().st_size, "sha256": ""}
+        )
     if manifest:
-        data = {"version": 1, "shards": entries, "num_samples": len(videos), "num_frames": 0, "classes": {},
-                "num_classes": None, "settings": {}, "failures": [], "complete": True}
+        data = {
+            "version": 1,
+            "shards": entries,
+            "num_samples": len(videos),
+            "num_frames": 0,
+            "classes": {},
+            "num_classes": None,
+            "settings": {},
+            "failures": [],
+            "complete": True,
+        }
         (out / "manifest.json").write_text(json.dumps(data))
     return paths
 

@@ -1,4 +1,5 @@
 """Shared pytest fixtures. Each block belongs to one module's owner; add yours in your own block."""
+
 from __future__ import annotations
 
 # ---------------------------------------------------------------- prep fixtures (owner: prep/)
@@ -34,8 +35,16 @@ def demo_shards(demo_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("demo_shards")
     lists = split_list(demo_videos / "all.txt", out / "lists", labeled=0.34, val=0.25, seed=0)
     for name, list_path in lists.items():
-        prep_list(list_path, out / name, DecodeSettings(short_side=64, fps=15), data_root=demo_videos,
-                  num_classes=8, shard_size=200_000, workers=2, progress=False)
+        prep_list(
+            list_path,
+            out / name,
+            DecodeSettings(short_side=64, fps=15),
+            data_root=demo_videos,
+            num_classes=8,
+            shard_size=200_000,
+            workers=2,
+            progress=False,
+        )
     return out
 
 
@@ -47,14 +56,33 @@ def lavfi_video():
 
     from prep.ffmpeg_bin import ffmpeg_exe
 
-    def make_video(path: Path, size: str = "64x48", rate: float = 25, duration: float = 1.0,
-                   codec_args: tuple[str, ...] = ("-c:v", "libx264", "-pix_fmt", "yuv420p"),
-                   source: str | None = None) -> Path:
+    def make_video(
+        path: Path,
+        size: str = "64x48",
+        rate: float = 25,
+        duration: float = 1.0,
+        codec_args: tuple[str, ...] = ("-c:v", "libx264", "-pix_fmt", "yuv420p"),
+        source: str | None = None,
+    ) -> Path:
         src = source or f"testsrc=size={size}:rate={rate}:duration={duration}"
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i", src,
-               *codec_args, "file:" + str(Path(path).resolve())]
+        cmd = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            src,
+            *codec_args,
+            "file:" + str(Path(path).resolve()),
+        ]
         subprocess.run(cmd, check=True, capture_output=True)
         return Path(path)
 
     return make_video
+
+
 # ---------------------------------------------------------------- end of prep fixtures

@@ -1,13 +1,15 @@
 """Video transforms: shapes, crop semantics, identical ops on every frame, purity."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from svformer.views import channel_dropout, normalize, test_views as make_test_views, train_view, weak_strong_views
 from svformer.config import SSLConfig
 from svformer.randaugment import OP_NAMES, rand_augment
 from svformer.ssl import apply_temporal_warp
+from svformer.views import channel_dropout, normalize, train_view, weak_strong_views
+from svformer.views import test_views as make_test_views
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -50,7 +52,7 @@ def test_train_view_without_scaling_is_an_exact_crop_of_every_frame():
         flipped = bool(x_left > x_right)
         flips.add(flipped)
         top, left = int(out[0, 0, 0, 0] // 100 % 100), int(min(x_left, x_right))
-        expected = clip[:, :, top:top + 16, left:left + 16]
+        expected = clip[:, :, top : top + 16, left : left + 16]
         assert torch.equal(out, expected.flip(-1) if flipped else expected)
     assert flips == {True, False}
 
@@ -67,7 +69,7 @@ def test_train_view_applies_the_same_crop_to_every_frame():
     clip = random_clip(t=3)
     out = train_view(clip, 32, [36, 48], True, gen(5))
     for t in range(3):  # a one-frame clip with the same seed draws the same crop
-        assert torch.equal(out[:, t:t + 1], train_view(clip[:, t:t + 1], 32, [36, 48], True, gen(5)))
+        assert torch.equal(out[:, t : t + 1], train_view(clip[:, t : t + 1], 32, [36, 48], True, gen(5)))
 
 
 @pytest.mark.parametrize("op", OP_NAMES)

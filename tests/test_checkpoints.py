@@ -1,4 +1,5 @@
 """Checkpoint interop: ImageNet ViT init (pth, safetensors, npz), official layouts, export."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,8 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from svformer import build_model, load_imagenet_vit, load_official
-from svformer.run_dir import load_exported, save_exported
 from svformer.errors import UserError
+from svformer.run_dir import load_exported, save_exported
 
 TINY = dict(embed_dim=64, depth=2, num_heads=2)
 
@@ -44,7 +45,8 @@ def test_identical_frames_match_timm_vit_after_imagenet_init(tmp_path: Path) -> 
     assert "head.weight" in report["skipped"] and "head.weight" in report["missing"]
     assert "blocks.1.temporal_attn.qkv.weight" in report["from_spatial"]
     assert set(report["missing"]) == {"time_embed", "head.weight", "head.bias"} | {
-        f"blocks.{i}.temporal_fc.{w}" for i in range(2) for w in ("weight", "bias")}
+        f"blocks.{i}.temporal_fc.{w}" for i in range(2) for w in ("weight", "bias")
+    }
     torch.testing.assert_close(model.blocks[0].temporal_attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
     model.head.load_state_dict(vit.head.state_dict())
 
@@ -70,18 +72,25 @@ def to_npz(vit: VisionTransformer, path: Path) -> None:
     """Write a timm ViT in the original JAX ViT .npz naming (the inverse of timm's npz loader)."""
     sd = {k: v.detach().numpy() for k, v in vit.state_dict().items()}
     d, h = vit.embed_dim, vit.blocks[0].attn.num_heads
-    w = {"embedding/kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
-         "embedding/bias": sd["patch_embed.proj.bias"], "cls": sd["cls_token"],
-         "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
-         "Transformer/encoder_norm/scale": sd["norm.weight"], "Transformer/encoder_norm/bias": sd["norm.bias"],
-         "head/kernel": sd["head.weight"].T, "head/bias": sd["head.bias"]}
+    w = {
+        "embedding/kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
+        "embedding/bias": sd["patch_embed.proj.bias"],
+        "cls": sd["cls_token"],
+        "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
+        "Transformer/encoder_norm/scale": sd["norm.weight"],
+        "Transformer/encoder_norm/bias": sd["norm.bias"],
+        "head/kernel": sd["head.weight"].T,
+        "head/bias": sd["head.bias"],
+    }
     for i in range(len(vit.blocks)):
         p, b = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
         qkv_w, qkv_b = sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"]
         for j, name in enumerate(("query", "key", "value")):
-            w[f"{p}MultiHeadDotProductAttention_1/{name}/kernel"] = qkv_w[j * d:(j + 1) * d].T.reshape(d, h, -1)
-            w[f"{p}MultiHeadDotProductAttention_1/{name}/bias"] = qkv_b[j * d:(j + 1) * d].reshape(h, -1)
-        w[f"{p}MultiHeadDotProductAttention_1/out/kernel"] = sd[b + "attn.proj.weight"].reshape(d, h, -1).transpose(1, 2, 0)
+            w[f"{p}MultiHeadDotProductAttention_1/{name}/kernel"] = qkv_w[j * d : (j + 1) * d].T.reshape(d, h, -1)
+            w[f"{p}MultiHeadDotProductAttention_1/{name}/bias"] = qkv_b[j * d : (j + 1) * d].reshape(h, -1)
+        w[f"{p}MultiHeadDotProductAttention_1/out/kernel"] = (
+            sd[b + "attn.proj.weight"].reshape(d, h, -1).transpose(1, 2, 0)
+        )
         w[f"{p}MultiHeadDotProductAttention_1/out/bias"] = sd[b + "attn.proj.bias"]
         for ln, ours in (("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")):
             w[f"{p}{ln}/scale"], w[f"{p}{ln}/bias"] = sd[b + ours + ".weight"], sd[b + ours + ".bias"]
@@ -154,7 +163,9 @@ def test_official_time_embedding_is_interpolated() -> None:
     src = trained_like(tiny_model(num_frames=4))
     dst = tiny_model(num_frames=8)
     load_official(dst, src.state_dict())
-    assert torch.equal(dst.time_embed[0, ::2], src.time_embed[0]) and torch.equal(dst.time_embed[0, 1::2], src.time_embed[0])
+    assert torch.equal(dst.time_embed[0, ::2], src.time_embed[0]) and torch.equal(
+        dst.time_embed[0, 1::2], src.time_embed[0]
+    )
 
 
 def test_export_round_trips_exactly(tmp_path: Path) -> None:

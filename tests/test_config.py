@@ -1,4 +1,5 @@
 """Config loading: YAML, `--set` overrides, unknown keys, the shipped configs."""
+
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,15 @@ from svformer.config import Config, from_dict, load_config, parse_views, save_co
 from svformer.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_SETTINGS = ["k400_1pct", "k400_10pct", "ucf101_1pct", "ucf101_10pct", "hmdb51_40pct", "hmdb51_50pct", "hmdb51_60pct"]
+PAPER_SETTINGS = [
+    "k400_1pct",
+    "k400_10pct",
+    "ucf101_1pct",
+    "ucf101_10pct",
+    "hmdb51_40pct",
+    "hmdb51_50pct",
+    "hmdb51_60pct",
+]
 
 
 def test_every_shipped_config_loads_and_is_named_after_its_file():
@@ -40,9 +49,18 @@ def test_paper_configs_carry_the_released_recipe(setting, size, variant):
 
 
 def test_overrides_are_parsed_to_the_declared_types():
-    cfg = load_config(ROOT / "configs/demo.yaml", [
-        "train.max_steps=7", "train.warmup_steps=3", "ssl.threshold=0.5", "ssl.mix=false",
-        "data.short_side_range=[60,80]", "optim.decay_steps=4,6", "model.variant=small"])
+    cfg = load_config(
+        ROOT / "configs/demo.yaml",
+        [
+            "train.max_steps=7",
+            "train.warmup_steps=3",
+            "ssl.threshold=0.5",
+            "ssl.mix=false",
+            "data.short_side_range=[60,80]",
+            "optim.decay_steps=4,6",
+            "model.variant=small",
+        ],
+    )
     assert cfg.train.max_steps == 7 and isinstance(cfg.train.max_steps, int)
     assert cfg.ssl.threshold == 0.5 and cfg.ssl.mix is False
     assert cfg.data.short_side_range == [60, 80]
@@ -60,17 +78,20 @@ def test_unknown_yaml_key_fails_naming_it_and_the_valid_keys(tmp_path):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("train.max_stepz=1", "train.max_stepz"),
-    ("nosuch=1", "nosuch"),
-    ("train.max_steps=abc", "train.max_steps"),
-    ("train.max_steps=1.5", "integer"),
-    ("ssl.mix=maybe", "ssl.mix"),
-    ("ssl=1", "section"),
-    ("model.variant=huge", "model.variant"),
-    ("model.time_embed_std=-1", "model.time_embed_std must be >= 0"),
-    ("noequals", "section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("train.max_stepz=1", "train.max_stepz"),
+        ("nosuch=1", "nosuch"),
+        ("train.max_steps=abc", "train.max_steps"),
+        ("train.max_steps=1.5", "integer"),
+        ("ssl.mix=maybe", "ssl.mix"),
+        ("ssl=1", "section"),
+        ("model.variant=huge", "model.variant"),
+        ("model.time_embed_std=-1", "model.time_embed_std must be >= 0"),
+        ("noequals", "section.key=value"),
+    ],
+)
 def test_bad_overrides_fail_with_one_line(override, needle):
     with pytest.raises(UserError) as err:
         load_config(ROOT / "configs/demo.yaml", [override])

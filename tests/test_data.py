@@ -1,4 +1,5 @@
 """svformer.data: clip index math, sources, decoding only what a clip needs, the three streams."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _data_shards import Video, frame_ids, frame_value, videos, write_shards
 from torchvision.io import encode_jpeg
 
 import svformer.data as data
 import svformer.data.clips as clips_module
 from svformer.config import Config, SSLConfig
 from svformer.errors import UserError
-
-from _data_shards import Video, frame_ids, frame_value, videos, write_shards
 
 T, STRIDE, SIZE = 4, 2, 32
 
@@ -52,6 +52,7 @@ def shards(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------------ index math
 
+
 def test_random_clip_start_is_uniform_over_starts_that_fit():
     g = torch.Generator().manual_seed(0)
     starts = {data.random_clip_start(20, T, STRIDE, g) for _ in range(400)}
@@ -71,6 +72,7 @@ def test_uniform_clip_starts_spread_from_first_to_last_valid_start():
 
 
 # ------------------------------------------------------------------------------------ sources
+
 
 def test_shard_urls_accepts_directory_brace_pattern_and_lists(shards):
     expected = [str(shards / f"shard-{i:06d}.tar") for i in range(4)]
@@ -97,6 +99,7 @@ def test_missing_shard_directory_is_a_one_line_user_error(tmp_path):
 
 # ------------------------------------------------------------------------------------ decoding
 
+
 def test_only_the_needed_frames_are_decoded_each_once(monkeypatch, shards):
     decoded = []
     real = clips_module.decode_jpeg
@@ -111,8 +114,9 @@ def test_only_the_needed_frames_are_decoded_each_once(monkeypatch, shards):
     assert decoded == [T]  # T of the 20 stored frames
     decoded.clear()
     # 5 clips of a 20-frame video overlap: 20 frames wanted, 16 distinct, each decoded once.
-    stream = data.eval_loader(shards, small_config(shards), views=(5, 1), batch_size=1, max_videos=1,
-                              transform=one_view)
+    stream = data.eval_loader(
+        shards, small_config(shards), views=(5, 1), batch_size=1, max_videos=1, transform=one_view
+    )
     (batch,) = list(stream)
     assert decoded == [16]
     starts = data.uniform_clip_starts(20, T, STRIDE, 5).tolist()
@@ -120,14 +124,16 @@ def test_only_the_needed_frames_are_decoded_each_once(monkeypatch, shards):
 
 
 def test_decode_frames_returns_the_requested_frames_in_order():
-    frames = [encode_jpeg(torch.full((3, 16, 24), frame_value(i), dtype=torch.uint8)).numpy().tobytes()
-              for i in range(8)]
+    frames = [
+        encode_jpeg(torch.full((3, 16, 24), frame_value(i), dtype=torch.uint8)).numpy().tobytes() for i in range(8)
+    ]
     clip = data.decode_frames(b"".join(frames), [len(f) for f in frames], torch.tensor([5, 1, 5, 7]))
     assert clip.shape == (3, 4, 16, 24) and clip.dtype == torch.uint8
     assert frame_ids(clip) == [5, 1, 5, 7]
 
 
 # ------------------------------------------------------------------------------------ streams
+
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_labeled_batches_have_shapes_dtypes_labels_and_strided_frames(shards, workers):
@@ -199,14 +205,20 @@ def test_eval_sees_every_video_exactly_once_across_two_ranks(tmp_path, num_shard
 
 def test_eval_max_videos_takes_the_first_videos_once_across_ranks(shards):
     cfg = small_config(shards)
-    seen = [k for rank in range(2) for b in data.eval_loader(shards, cfg, rank=rank, world_size=2, max_videos=5)
-            for k in b["key"]]
+    seen = [
+        k
+        for rank in range(2)
+        for b in data.eval_loader(shards, cfg, rank=rank, world_size=2, max_videos=5)
+        for k in b["key"]
+    ]
     assert sorted(seen) == [f"v{i:04d}" for i in range(5)]
 
 
 def _first_keys(cfg: Config, **kw) -> list[str]:
     stream = data.labeled_loader(cfg, transform=centre_crop, **kw)
-    return [str(frame_ids(c)) + str(int(y)) for b in itertools.islice(stream, 4) for c, y in zip(b["video"], b["label"])]
+    return [
+        str(frame_ids(c)) + str(int(y)) for b in itertools.islice(stream, 4) for c, y in zip(b["video"], b["label"])
+    ]
 
 
 def test_ranks_and_resumed_runs_draw_different_orders_and_a_rerun_repeats(shards):
@@ -267,6 +279,10 @@ def test_streams_read_real_prep_shards(demo_shards):
     assert batch["weak"].shape == batch["strong"].shape == (4, 3, T, SIZE, SIZE)
     manifest = data.read_manifest(demo_shards / "unlabeled")
     assert len(manifest["shards"]) > 1
-    seen = [k for rank in range(2) for b in data.eval_loader(demo_shards / "unlabeled", cfg, views="2x3", rank=rank,
-                                                              world_size=2, batch_size=4) for k in b["key"]]
+    seen = [
+        k
+        for rank in range(2)
+        for b in data.eval_loader(demo_shards / "unlabeled", cfg, views="2x3", rank=rank, world_size=2, batch_size=4)
+        for k in b["key"]
+    ]
     assert len(seen) == len(set(seen)) == manifest["num_samples"]

@@ -1,4 +1,5 @@
 """svformer.data under bad input: corrupt samples and broken shards are skipped, counted, reported."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _data_shards import Video, videos, write_shards
 
 import svformer.data as data
 from svformer.config import Config
-
-from _data_shards import Video, videos, write_shards
 
 SIZE = 32
 
@@ -37,7 +37,7 @@ def one_view(clip: torch.Tensor) -> torch.Tensor:
 
 def truncate(path: Path, fraction: float) -> None:
     blob = path.read_bytes()
-    path.write_bytes(blob[:int(len(blob) * fraction)])
+    path.write_bytes(blob[: int(len(blob) * fraction)])
 
 
 @pytest.fixture()

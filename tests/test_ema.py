@@ -1,4 +1,5 @@
 """The EMA teacher: float32 copy, exact tracking of a low-precision student, save/load, decay schedule."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,7 +55,7 @@ def test_teacher_after_n_updates_equals_the_closed_form(dtype):
         seen.append([p.detach().double() for p in student.parameters()])  # what the teacher sees: upcast
         teacher.update(student, m)
     for k, t in enumerate(teacher.module.parameters()):
-        closed = m ** steps * t0[k] + sum((1 - m) * m ** (steps - 1 - i) * seen[i][k] for i in range(steps))
+        closed = m**steps * t0[k] + sum((1 - m) * m ** (steps - 1 - i) * seen[i][k] for i in range(steps))
         err = (t.double() - closed).abs().max() / closed.abs().max()
         assert err < 1e-6, float(err)
 

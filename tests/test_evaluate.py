@@ -1,4 +1,5 @@
 """eval and export: numbers against a slow reference, 1 vs 2 processes, reports, round trip, bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -9,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.io import decode_jpeg
-
 from _runs import ROOT, cli, env, launcher, tiny_config
+from torchvision.io import decode_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -21,23 +21,34 @@ def trained_run(demo_shards, tmp_path_factory):
     from svformer.train import train
 
     tmp = tmp_path_factory.mktemp("eval_run")
-    config = tiny_config(demo_shards, tmp / "run", tmp / "c.yaml",
-                         train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        tmp / "run",
+        tmp / "c.yaml",
+        train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0},
+    )
     train(load_config(config))
     return tmp / "run"
 
 
-def _slow_reference(run: Path, val_dir: Path, which: str, clips: int, crops: int) -> dict[str, tuple[int, torch.Tensor]]:
+def _slow_reference(
+    run: Path, val_dir: Path, which: str, clips: int, crops: int
+) -> dict[str, tuple[int, torch.Tensor]]:
     """Decode every frame of every val video by hand, cut the views one by one, sum view logits."""
     from svformer import build_model
-    from svformer.views import normalize, test_views
     from svformer.data import clip_indices, uniform_clip_starts
     from svformer.run_dir import load_trained
+    from svformer.views import normalize, test_views
 
     weights = load_trained(run)
     cfg = weights.config
-    model = build_model(cfg.model.variant, cfg.model.num_classes, num_frames=cfg.data.num_frames,
-                        img_size=cfg.data.img_size, **cfg.model.overrides())
+    model = build_model(
+        cfg.model.variant,
+        cfg.model.num_classes,
+        num_frames=cfg.data.num_frames,
+        img_size=cfg.data.img_size,
+        **cfg.model.overrides(),
+    )
     model.load_state_dict(weights.states[which])
     model.eval()
     out = {}
@@ -50,11 +61,13 @@ def _slow_reference(run: Path, val_dir: Path, which: str, clips: int, crops: int
             record = json.loads(data)
             blob, offset, frames = members[name[:-5] + ".jpgs"], 0, []
             for size in record["frame_sizes"]:
-                frames.append(decode_jpeg(torch.frombuffer(bytearray(blob[offset:offset + size]), dtype=torch.uint8)))
+                frames.append(decode_jpeg(torch.frombuffer(bytearray(blob[offset : offset + size]), dtype=torch.uint8)))
                 offset += size
             video = torch.stack(frames, dim=1)  # (C, N, H, W)
             total = torch.zeros(cfg.model.num_classes)
-            for start in uniform_clip_starts(video.shape[1], cfg.data.num_frames, cfg.data.sampling_rate, clips).tolist():
+            for start in uniform_clip_starts(
+                video.shape[1], cfg.data.num_frames, cfg.data.sampling_rate, clips
+            ).tolist():
                 clip = video[:, clip_indices(video.shape[1], cfg.data.num_frames, cfg.data.sampling_rate, start)]
                 for view in test_views(clip, cfg.data.test_short_side, cfg.data.img_size, crops):
                     with torch.no_grad():
@@ -88,7 +101,16 @@ def test_eval_writes_metrics_predictions_and_non_empty_plots(trained_run, tmp_pa
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == {"teacher", "student"}
     for entry in metrics.values():
-        assert {"top1", "top5", "mean_class_accuracy", "clip_accuracy", "video_accuracy", "videos", "views", "step"} <= set(entry)
+        assert {
+            "top1",
+            "top5",
+            "mean_class_accuracy",
+            "clip_accuracy",
+            "video_accuracy",
+            "videos",
+            "views",
+            "step",
+        } <= set(entry)
         assert entry["views"] == "2x3" and entry["step"] == 4 and 0.0 <= entry["top1"] <= entry["top5"] <= 1.0
     for png in ("confusion.png", "confusion-student.png", "curves.png"):
         data = (tmp_path / png).read_bytes()
@@ -97,11 +119,20 @@ def test_eval_writes_metrics_predictions_and_non_empty_plots(trained_run, tmp_pa
 
 
 def test_two_process_eval_equals_one_process(trained_run, tmp_path):
-    one = cli("eval", "--ckpt", str(trained_run), "--views", "2x3", "--model", "teacher", "--out", str(tmp_path / "one"))
+    one = cli(
+        "eval", "--ckpt", str(trained_run), "--views", "2x3", "--model", "teacher", "--out", str(tmp_path / "one")
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run(launcher("eval", "--ckpt", str(trained_run), "--views", "2x3", "--model", "teacher",
-                                  "--out", str(tmp_path / "two")), cwd=ROOT, env=env(), capture_output=True,
-                         text=True, timeout=600)
+    two = subprocess.run(
+        launcher(
+            "eval", "--ckpt", str(trained_run), "--views", "2x3", "--model", "teacher", "--out", str(tmp_path / "two")
+        ),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())["teacher"]
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())["teacher"]
@@ -114,8 +145,7 @@ def test_two_process_eval_equals_one_process(trained_run, tmp_path):
 
 
 def test_export_round_trips_exactly_and_eval_accepts_it(trained_run, tmp_path):
-    from svformer.run_dir import load_exported
-    from svformer.run_dir import load_trained
+    from svformer.run_dir import load_exported, load_trained
 
     out = tmp_path / "model.safetensors"
     result = cli("export", "--ckpt", str(trained_run), "--out", str(out), "--model", "teacher")
@@ -149,7 +179,9 @@ def test_eval_on_shards_of_other_classes_fails_in_one_line(trained_run, tmp_path
     from _data_shards import Video, write_shards
 
     write_shards(tmp_path / "other", [Video(f"v{i}", 20 + i) for i in range(3)], per_shard=3)
-    line = _one_error_line(cli("eval", "--ckpt", str(trained_run), "--shards", str(tmp_path / "other"), "--views", "1x1"))
+    line = _one_error_line(
+        cli("eval", "--ckpt", str(trained_run), "--shards", str(tmp_path / "other"), "--views", "1x1")
+    )
     assert "outside the model's 8 classes" in line
 
 
@@ -172,8 +204,12 @@ def test_curves_without_pseudo_label_or_validation_rows_say_so_instead_of_an_emp
     from svformer.reports import plot_curves
 
     jsonl = tmp_path / "metrics.jsonl"
-    jsonl.write_text("".join(json.dumps({"step": s, "split": "train", "loss": 2.0 - s / 100, "loss_sup": 2.0})
-                             + "\n" for s in (10, 20, 30)))
+    jsonl.write_text(
+        "".join(
+            json.dumps({"step": s, "split": "train", "loss": 2.0 - s / 100, "loss_sup": 2.0}) + "\n"
+            for s in (10, 20, 30)
+        )
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns about a legend with no labelled artists
         assert plot_curves(jsonl, tmp_path / "curves.png")

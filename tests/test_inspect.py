@@ -1,4 +1,5 @@
 """`cli.py inspect`: one JSON line per sample, a summary, and --verify catching broken shards."""
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,11 @@ def test_inspect_verify_reports_a_corrupt_frame_and_checksum_and_exits_2(demo_sh
 
 
 def test_inspect_of_a_missing_path_prints_one_line_and_exits_2(tmp_path: Path):
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "inspect", str(tmp_path / "nope")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "inspect", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and proc.stderr.strip().count("\n") == 0

@@ -1,11 +1,11 @@
 """The training loop in-process (no launcher): accumulation with a non-finite micro-batch, the warm-up to
 SVFormer switch, and a resume in each stage."""
+
 from __future__ import annotations
 
 import shutil
 
 import torch
-
 from _runs import tiny_config
 
 
@@ -23,8 +23,8 @@ class Recorder:
     def __init__(self, monkeypatch, poison_call: int | None = None) -> None:
         from svformer.methods import SVFormer
 
-        self.calls: list[int] = []          # step of every loss() call
-        self.after: list[int] = []          # step of every after_step() call
+        self.calls: list[int] = []  # step of every loss() call
+        self.after: list[int] = []  # step of every after_step() call
         self.weights_at_call: list[dict] = []
         self.teacher_after: dict[int, dict | None] = {}
         self.student_after: dict[int, dict] = {}
@@ -52,16 +52,22 @@ class Recorder:
         monkeypatch.setattr(SVFormer, "after_step", recording_after_step)
 
 
-def test_accumulation_skips_the_step_with_a_non_finite_micro_batch_on_every_micro_batch(demo_shards, tmp_path,
-                                                                                        monkeypatch):
+def test_accumulation_skips_the_step_with_a_non_finite_micro_batch_on_every_micro_batch(
+    demo_shards, tmp_path, monkeypatch
+):
     from svformer.config import load_config
     from svformer.train import train
 
     accum = 2
     recorder = Recorder(monkeypatch, poison_call=3)  # step 1's second micro-batch
-    cfg = load_config(tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                                  train={"max_steps": 4, "warmup_steps": 2, "grad_accum": accum, "checkpoint_every": 4,
-                                         "val_every": 0}))
+    cfg = load_config(
+        tiny_config(
+            demo_shards,
+            tmp_path / "run",
+            tmp_path / "c.yaml",
+            train={"max_steps": 4, "warmup_steps": 2, "grad_accum": accum, "checkpoint_every": 4, "val_every": 0},
+        )
+    )
     train(cfg)
     # step 1 ran twice: its first try (micro-batches 2 and 3) was dropped whole, then redone on new batches
     assert recorder.calls == [0, 0, 1, 1, 1, 1, 2, 2, 3, 3]
@@ -79,8 +85,14 @@ def test_the_teacher_appears_when_warm_up_ends_as_an_exact_copy_then_lags(demo_s
     from svformer.train import train
 
     recorder = Recorder(monkeypatch)
-    cfg = load_config(tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                                  train={"max_steps": 5, "warmup_steps": 2, "checkpoint_every": 5, "val_every": 0}))
+    cfg = load_config(
+        tiny_config(
+            demo_shards,
+            tmp_path / "run",
+            tmp_path / "c.yaml",
+            train={"max_steps": 5, "warmup_steps": 2, "checkpoint_every": 5, "val_every": 0},
+        )
+    )
     train(cfg)
     assert recorder.teacher_after[0] is None
     assert _equal(recorder.teacher_after[1], recorder.student_after[1])  # created after the last warm-up step
@@ -93,8 +105,14 @@ def test_resume_in_the_warm_up_and_in_the_svformer_stage(demo_shards, tmp_path, 
     from svformer.config import load_config
     from svformer.train import train
 
-    cfg = load_config(tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                                  train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 1, "val_every": 0}))
+    cfg = load_config(
+        tiny_config(
+            demo_shards,
+            tmp_path / "run",
+            tmp_path / "c.yaml",
+            train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 1, "val_every": 0},
+        )
+    )
     train(cfg)
     checkpoints = cfg.output_dir / "checkpoints"
     saved_teacher = torch.load(checkpoints / "step-000003" / "method.pt", weights_only=True)["teacher"]

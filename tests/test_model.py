@@ -1,4 +1,5 @@
 """TimeSformer: shapes, size changes, the token-mix path, precision, attention paths, checkpointing."""
+
 from __future__ import annotations
 
 import pytest

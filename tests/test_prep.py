@@ -1,4 +1,5 @@
 """prep: demo videos -> shards (content, format, determinism, kill + resume, parts), JPEG splitting, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ def test_prep_stores_each_listed_video_with_label_frame_count_and_short_side(dem
         src_aspect = max(meta["src_height"], meta["src_width"]) / min(meta["src_height"], meta["src_width"])
         assert max(meta["height"], meta["width"]) / 64 == pytest.approx(src_aspect, abs=0.03)
         assert len(meta["frame_sizes"]) == meta["num_frames"] and sum(meta["frame_sizes"]) == len(blob)
-        last = decode_jpeg(torch.frombuffer(bytearray(blob[-meta["frame_sizes"][-1]:]), dtype=torch.uint8))
+        last = decode_jpeg(torch.frombuffer(bytearray(blob[-meta["frame_sizes"][-1] :]), dtype=torch.uint8))
         assert tuple(last.shape) == (3, meta["height"], meta["width"])
 
 
@@ -115,13 +116,24 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
 
 
 def test_prep_killed_mid_run_then_rerun_gives_the_bytes_of_an_uninterrupted_run(tmp_path: Path, demo_videos: Path):
-    args = ["--list", str(demo_videos / "all.txt"), "--short-side", "64", "--fps", "15", "--shard-size", "120KB",
-            "--workers", "2"]
+    args = [
+        "--list",
+        str(demo_videos / "all.txt"),
+        "--short-side",
+        "64",
+        "--fps",
+        "15",
+        "--shard-size",
+        "120KB",
+        "--workers",
+        "2",
+    ]
     reference = tmp_path / "reference"
     prep_list(demo_videos / "all.txt", reference, SMALL, shard_size=120_000, workers=2, progress=False)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*CLI, "prep", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "prep", *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     # The sidecar is written right after the first shard's rename: the shard is then finished.
     while not (out / "shard-000000.tar.json").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -150,8 +162,9 @@ def test_prep_rerun_keeps_a_finished_directory_and_refuses_other_settings(tmp_pa
     assert prep_list(tmp_path / "l.txt", tmp_path / "out", SMALL, progress=False)["shards"] == first["shards"]
     assert _shard_bytes(tmp_path / "out") == before and len(before) == 1
     with pytest.raises(UserError, match="other prep settings"):
-        prep_list(tmp_path / "l.txt", tmp_path / "out", DecodeSettings(short_side=64, fps=15, quality=50),
-                  progress=False)
+        prep_list(
+            tmp_path / "l.txt", tmp_path / "out", DecodeSettings(short_side=64, fps=15, quality=50), progress=False
+        )
 
 
 def test_prep_parts_cover_the_list_exactly_once_and_merge_into_one_manifest(tmp_path: Path, demo_videos: Path):
@@ -160,12 +173,21 @@ def test_prep_parts_cover_the_list_exactly_once_and_merge_into_one_manifest(tmp_
     out = tmp_path / "out"
     for i in (2, 3, 1):  # any order: the last part to finish writes manifest.json
         assert not (out / "manifest.json").exists()
-        prep_list(tmp_path / "l.txt", out, SMALL, data_root=demo_videos, workers=2, part=(i, 3), max_failures=1,
-                  progress=False)
+        prep_list(
+            tmp_path / "l.txt",
+            out,
+            SMALL,
+            data_root=demo_videos,
+            workers=2,
+            part=(i, 3),
+            max_failures=1,
+            progress=False,
+        )
     part_keys = [[m["key"] for m, _ in _samples_of(out, f"manifest-p0{i}of03.json")] for i in (1, 2, 3)]
     all_keys = [k for keys in part_keys for k in keys]
-    assert sorted(all_keys) == sorted(e.key for e in read_list(tmp_path / "l.txt", data_root=demo_videos).entries
-                                      if "missing" not in e.source)
+    assert sorted(all_keys) == sorted(
+        e.key for e in read_list(tmp_path / "l.txt", data_root=demo_videos).entries if "missing" not in e.source
+    )
     assert all(len(keys) >= 3 for keys in part_keys) and len(all_keys) == len(set(all_keys)) == 10
     merged = json.loads((out / "manifest.json").read_text())
     assert [s["name"] for s in merged["shards"]][0] == "shard-p01of03-000000.tar"
@@ -212,14 +234,28 @@ def test_size_and_part_flags_parse_units_and_one_based_parts():
 def test_cli_prep_help_describes_the_flags():
     proc = subprocess.run([*CLI, "prep", "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
-    for flag in ("--list", "--data-root", "--num-classes", "--short-side", "--fps", "--quality", "--workers",
-                 "--shard-size", "--part", "--max-failures"):
+    for flag in (
+        "--list",
+        "--data-root",
+        "--num-classes",
+        "--short-side",
+        "--fps",
+        "--quality",
+        "--workers",
+        "--shard-size",
+        "--part",
+        "--max-failures",
+    ):
         assert flag in proc.stdout
 
 
 def test_cli_prep_with_a_missing_list_prints_one_line_and_exits_2(tmp_path: Path):
-    proc = subprocess.run([*CLI, "prep", "--list", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*CLI, "prep", "--list", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope.txt" in proc.stderr and "not found" in proc.stderr
     assert "Traceback" not in proc.stderr

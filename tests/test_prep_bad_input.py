@@ -1,4 +1,5 @@
 """prep on bad input: every case is skipped (or kept) with file, line and reason; nothing crashes."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args], check=True, capture_output=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +39,11 @@ def bad_dir(tmp_path_factory: pytest.TempPathFactory, lavfi_video) -> Path:
     lavfi_video(d / "odd.mp4", size="97x73", codec_args=("-c:v", "libx264", "-pix_fmt", "yuv444p"))
     _ffmpeg("-display_rotation", "90", "-i", str(good), "-c", "copy", str(d / "rot.mp4"))
     # Variable frame rate: 30 frames over 1.5 s with two pauses (average 20 fps).
-    lavfi_video(d / "vfr.mp4", source="testsrc=size=64x48:rate=30:duration=1,"
-                "setpts='N/30/TB+if(gte(N,10),0.2/TB,0)+if(gte(N,20),0.3/TB,0)'",
-                codec_args=("-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p"))
+    lavfi_video(
+        d / "vfr.mp4",
+        source="testsrc=size=64x48:rate=30:duration=1,setpts='N/30/TB+if(gte(N,10),0.2/TB,0)+if(gte(N,20),0.3/TB,0)'",
+        codec_args=("-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p"),
+    )
     (d / "zero.mp4").write_bytes(b"")
     (d / "text.mp4").write_text("this is not a video\n" * 20)
     data = good.read_bytes()  # moov atom at the end: cutting in half loses the index
@@ -51,11 +55,32 @@ def bad_dir(tmp_path_factory: pytest.TempPathFactory, lavfi_video) -> Path:
     (d / "adir.mp4").mkdir()
     (d / "locked.mp4").write_bytes(good.read_bytes())
     (d / "locked.mp4").chmod(0)
-    lines = ["# good and odd-but-valid inputs", "good.mp4 0", "with space.mp4 1", "-dash.mp4 2", "one.mp4 3",
-             "odd.mp4 4", "rot.mp4 5", "vfr.mp4 6", "nolabel.mp4", "",
-             "# broken files", "zero.mp4 0", "text.mp4 0", "trunc.mp4 0", "trunc_faststart.mp4 0", "audio.mp4 0",
-             "missing.mp4 0", "adir.mp4 0", "locked.mp4 0",
-             "# bad lines", "other.mp4 cat", "fs.mp4 99", "fs.mp4 -5", "./good.mp4 1"]
+    lines = [
+        "# good and odd-but-valid inputs",
+        "good.mp4 0",
+        "with space.mp4 1",
+        "-dash.mp4 2",
+        "one.mp4 3",
+        "odd.mp4 4",
+        "rot.mp4 5",
+        "vfr.mp4 6",
+        "nolabel.mp4",
+        "",
+        "# broken files",
+        "zero.mp4 0",
+        "text.mp4 0",
+        "trunc.mp4 0",
+        "trunc_faststart.mp4 0",
+        "audio.mp4 0",
+        "missing.mp4 0",
+        "adir.mp4 0",
+        "locked.mp4 0",
+        "# bad lines",
+        "other.mp4 cat",
+        "fs.mp4 99",
+        "fs.mp4 -5",
+        "./good.mp4 1",
+    ]
     (d / "list.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())
     return d
 
@@ -101,7 +126,8 @@ def test_prep_skips_bad_input_with_its_line_and_reason(prepped, source: str, lin
 def test_prep_records_negative_label_as_out_of_range(bad_dir: Path):
     parsed = read_list(bad_dir / "list.txt", num_classes=10)
     assert [(f.line, f.reason) for f in parsed.failures if f.line == 23] == [
-        (23, "label -5 out of range (valid: [0, 10), or -1 for unknown)")]
+        (23, "label -5 out of range (valid: [0, 10), or -1 for unknown)")
+    ]
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root reads files whatever their mode")
@@ -142,9 +168,24 @@ def test_prep_takes_unlabeled_line_naming_an_existing_file_as_label_minus_1(prep
 
 def test_prep_exits_2_with_one_line_when_failures_exceed_max_failures(bad_dir: Path, tmp_path: Path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "prep", "--list", str(bad_dir / "list.txt"),
-                           "--out", str(out), "--num-classes", "10", "--workers", "2"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "prep",
+            "--list",
+            str(bad_dir / "list.txt"),
+            "--out",
+            str(out),
+            "--num-classes",
+            "10",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     error_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(error_lines) == 1 and "failed" in error_lines[0] and "failures.tsv" in error_lines[0]
@@ -152,13 +193,17 @@ def test_prep_exits_2_with_one_line_when_failures_exceed_max_failures(bad_dir: P
     assert json.loads((out / "manifest.json").read_text())["num_samples"] == 8 + IS_ROOT
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "list file not found"),
-    (b"\x00\x01\x02binary", "binary file"),
-    (b"", "no entries"),
-    (b"# only a comment\n\n", "no entries"),
-    (b"caf\xe9.mp4 1\n", "not UTF-8"),
-], ids=["missing", "binary", "empty", "comments_only", "not_utf8"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "list file not found"),
+        (b"\x00\x01\x02binary", "binary file"),
+        (b"", "no entries"),
+        (b"# only a comment\n\n", "no entries"),
+        (b"caf\xe9.mp4 1\n", "not UTF-8"),
+    ],
+    ids=["missing", "binary", "empty", "comments_only", "not_utf8"],
+)
 def test_unreadable_list_is_a_one_line_user_error(tmp_path: Path, content: bytes | None, message: str):
     path = tmp_path / "list.txt"
     if content is not None:

@@ -1,5 +1,6 @@
 """Resume anywhere: another process count (2 -> 1 -> 2, real launcher), a damaged newest checkpoint,
 SIGTERM mid-run, a full disk while saving."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _runs import ROOT, cli, env, launcher, tiny_config
 
 
@@ -23,8 +23,9 @@ def _consolidated_moments(ckpt: Path) -> dict[int, dict[str, torch.Tensor]]:
     """Every ZeRO partition file of a checkpoint, concatenated per parameter group: the full flat moments."""
     files = sorted(ckpt.glob("zero_pp_rank_*_mp_rank_00_optim_states.pt"))
     states = [torch.load(f, weights_only=False)["optimizer_state_dict"]["base_optimizer_state"]["state"] for f in files]
-    return {g: {k: torch.cat([s[g][k].flatten() for s in states]) for k in ("exp_avg", "exp_avg_sq")}
-            for g in states[0]}
+    return {
+        g: {k: torch.cat([s[g][k].flatten() for s in states]) for k in ("exp_avg", "exp_avg_sq")} for g in states[0]
+    }
 
 
 def _load_in_one_process(cfg, ckpt: Path):
@@ -42,8 +43,10 @@ def _load_in_one_process(cfg, ckpt: Path):
     optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     engine, scheduler = initialize(model, optimizer, scheduler, engine_config(cfg, 1, load_universal=universal))
-    method = build_method("svformer", Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1,
-                                              lambda: torch.autocast("cpu", enabled=False)))
+    method = build_method(
+        "svformer",
+        Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1, lambda: torch.autocast("cpu", enabled=False)),
+    )
     resumed = run_dir.load(engine, method, ckpt)
     return universal, engine, scheduler, method, resumed
 
@@ -52,8 +55,12 @@ def test_resume_two_to_one_to_two_processes_restores_the_whole_state(demo_shards
     from svformer.config import load_config
 
     run = tmp_path / "run"
-    config = tiny_config(demo_shards, run, tmp_path / "c.yaml",
-                         train={"max_steps": 3, "warmup_steps": 1, "checkpoint_every": 3, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        run,
+        tmp_path / "c.yaml",
+        train={"max_steps": 3, "warmup_steps": 1, "checkpoint_every": 3, "val_every": 0},
+    )
     two = _run(launcher("train", "--config", str(config)))
     assert two.returncode == 0, two.stderr[-3000:]
     ckpt = run / "checkpoints" / "step-000003"
@@ -81,8 +88,9 @@ def test_resume_two_to_one_to_two_processes_restores_the_whole_state(demo_shards
     assert "resumed at step 3" in one.stdout + one.stderr
     assert len(list((run / "checkpoints" / "step-000005").glob("zero_pp_rank_*_optim_states.pt"))) == 1
 
-    again = _run(launcher("train", "--config", str(config), "--set", "train.max_steps=7",
-                          "--set", "train.checkpoint_every=7"))
+    again = _run(
+        launcher("train", "--config", str(config), "--set", "train.max_steps=7", "--set", "train.checkpoint_every=7")
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed at step 5" in again.stdout + again.stderr
     final = run / "checkpoints" / "step-000007"
@@ -94,8 +102,12 @@ def test_resume_two_to_one_to_two_processes_restores_the_whole_state(demo_shards
 @pytest.fixture()
 def two_checkpoints(demo_shards, tmp_path):
     """A 1-process run with checkpoints at steps 2 and 4."""
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                         train={"max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        tmp_path / "run",
+        tmp_path / "c.yaml",
+        train={"max_steps": 4, "warmup_steps": 1, "checkpoint_every": 2, "val_every": 0},
+    )
     result = cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     return config, tmp_path / "run"
@@ -133,10 +145,22 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_intact_one(two_checkpoi
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(two_checkpoints):
     config, run = two_checkpoints
     # 100 KiB per file: logs fit, the next checkpoint's model file (~180 KiB) does not
-    cmd = " ".join([str(Path(os.sys.executable)), "cli.py", "train", "--config", str(config),
-                    "--set", "train.max_steps=6", "--set", "train.checkpoint_every=2"])
-    result = subprocess.run(["bash", "-c", f"ulimit -f 100; exec {cmd}"], cwd=ROOT, env=env(), capture_output=True,
-                            text=True, timeout=600)
+    cmd = " ".join(
+        [
+            str(Path(os.sys.executable)),
+            "cli.py",
+            "train",
+            "--config",
+            str(config),
+            "--set",
+            "train.max_steps=6",
+            "--set",
+            "train.checkpoint_every=2",
+        ]
+    )
+    result = subprocess.run(
+        ["bash", "-c", f"ulimit -f 100; exec {cmd}"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600
+    )
     line = _one_error_line(result)
     assert "could not write checkpoint step-000006" in line and "step-000004 is intact" in line
     names = sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
@@ -149,8 +173,10 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(two_checkpoints)
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, deadline_s: float = 400) -> None:
     deadline = time.time() + deadline_s
     jsonl = run / "metrics.jsonl"
-    while not (jsonl.exists() and any(json.loads(line)["step"] >= step for line in jsonl.read_text().splitlines()
-                                      if line.strip())):
+    while not (
+        jsonl.exists()
+        and any(json.loads(line)["step"] >= step for line in jsonl.read_text().splitlines() if line.strip())
+    ):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() < deadline, "training did not reach the step in time"
         time.sleep(0.2)
@@ -160,11 +186,21 @@ def test_sigterm_finishes_the_step_saves_and_the_same_command_resumes(demo_shard
     import sys
 
     run = tmp_path / "run"
-    config = tiny_config(demo_shards, run, tmp_path / "c.yaml",
-                         train={"max_steps": 500, "warmup_steps": 1, "checkpoint_every": 1000, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        run,
+        tmp_path / "c.yaml",
+        train={"max_steps": 500, "warmup_steps": 1, "checkpoint_every": 1000, "val_every": 0},
+    )
     # one process: its exit code is ours
-    proc = subprocess.Popen([sys.executable, "cli.py", "train", "--config", str(config)], cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "cli.py", "train", "--config", str(config)],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_step(run, 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -175,8 +211,14 @@ def test_sigterm_finishes_the_step_saves_and_the_same_command_resumes(demo_shard
     assert (run / "checkpoints" / f"step-{step:06d}" / "index.json").exists()
 
     # under the launcher: SIGTERM to the launcher, which terminates both ranks; they agree, save, exit
-    proc = subprocess.Popen(launcher("train", "--config", str(config)), cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        launcher("train", "--config", str(config)),
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_step(run, step + 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)

@@ -1,4 +1,5 @@
 """prep.lists: list parsing basics and the stratified labeled/unlabeled/val split."""
+
 from __future__ import annotations
 
 import subprocess
@@ -99,8 +100,12 @@ def test_relative_paths_default_to_the_list_directory(tmp_path: Path):
 
 
 def test_sample_keys_are_safe_unique_and_at_most_64_characters():
-    keys = [sample_key(1, "a/b/c.d.mp4"), sample_key(2, "../../x y?.avi"), sample_key(3, "z" * 200 + ".mp4"),
-            sample_key(4, "...")]
+    keys = [
+        sample_key(1, "a/b/c.d.mp4"),
+        sample_key(2, "../../x y?.avi"),
+        sample_key(3, "z" * 200 + ".mp4"),
+        sample_key(4, "..."),
+    ]
     assert keys[:2] == ["0000001_c_d", "0000002_x_y"]
     assert all(len(k) <= 64 and all(ch.isalnum() or ch in "_-" for ch in k) for k in keys)
     assert len(set(keys)) == len(keys)
@@ -108,9 +113,26 @@ def test_sample_keys_are_safe_unique_and_at_most_64_characters():
 
 def test_cli_split_writes_lists_and_reports_counts(tmp_path: Path):
     (tmp_path / "all.txt").write_text("".join(f"v{i}.mp4 {i % 4}\n" for i in range(40)))
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "split", "--list", str(tmp_path / "all.txt"),
-                           "--labeled", "0.1", "--val", "0.2", "--seed", "0", "--out", str(tmp_path / "lists")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "split",
+            "--list",
+            str(tmp_path / "all.txt"),
+            "--labeled",
+            "0.1",
+            "--val",
+            "0.2",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "lists"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "labeled=4 unlabeled=28 val=8" in proc.stdout
     assert (tmp_path / "lists" / "val.txt").read_text().count("\n") == 8

@@ -1,4 +1,5 @@
 """SVFormer method: TWAug, token-mix masks, pseudo-labels, losses and the training step."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +11,9 @@ from einops import rearrange
 from torch import nn
 
 from svformer import ssl
-from svformer.views import channel_dropout
 from svformer.config import SSLConfig
 from svformer.methods.svformer import mix_inputs, svformer_loss
+from svformer.views import channel_dropout
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -37,14 +38,16 @@ class TinyVideoNet(nn.Module):
 
 def svformer_step(student, teacher, labeled, unlabeled, cfg, g, num_classes, unlabeled_labels=None):
     """svformer_loss with its logs read back as floats (ratios divided), as the monitor does."""
-    loss, logs = svformer_loss(student, teacher, labeled, unlabeled, cfg, g, num_classes, student.patch_size,
-                               unlabeled_labels=unlabeled_labels)
+    loss, logs = svformer_loss(
+        student, teacher, labeled, unlabeled, cfg, g, num_classes, student.patch_size, unlabeled_labels=unlabeled_labels
+    )
     values = {k: float(v) for k, v in logs.means.items()}
     values.update({k: float(n) / float(d) for k, (n, d) in logs.ratios.items() if float(d)})
     return loss, values
 
 
 # ---- temporal warping ----
+
 
 def test_temporal_warp_is_monotone_and_each_kept_frame_keeps_its_position():
     warps = ssl.temporal_warp_batch(3000, 8, gen())
@@ -87,6 +90,7 @@ def test_apply_temporal_warp_gathers_frames_into_a_new_tensor():
 
 # ---- masks ----
 
+
 def test_tube_mask_is_constant_over_time_with_exact_count():
     lam = torch.tensor([0.1, 0.5, 0.73, 1.0])
     mask = ssl.tube_mask(4, 6, (3, 5), lam, gen())
@@ -125,6 +129,7 @@ def test_sample_beta_is_reproducible_and_has_the_beta_moments():
 
 # ---- pseudo-labels, targets, losses (against slow per-sample references) ----
 
+
 def test_pseudo_labels_threshold_and_argmax():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0]], dtype=torch.bfloat16)
     probs, hard, confident = ssl.pseudo_labels(logits, 1 / 3)
@@ -158,7 +163,7 @@ def test_unlabeled_loss_counts_only_confident_clips_over_the_whole_batch():
     logits = torch.randn(5, 3, dtype=torch.bfloat16)
     hard = torch.tensor([0, 2, 1, 1, 0])
     confident = torch.tensor([True, False, True, False, False])
-    ref = sum(float(F.cross_entropy(logits[i:i + 1].float(), hard[i:i + 1])) for i in range(5) if confident[i]) / 5
+    ref = sum(float(F.cross_entropy(logits[i : i + 1].float(), hard[i : i + 1])) for i in range(5) if confident[i]) / 5
     loss = ssl.unlabeled_loss(logits, hard, confident)
     assert loss.dtype == torch.float32 and abs(float(loss) - ref) < 1e-6
 
@@ -179,6 +184,7 @@ def test_mix_loss_matches_a_per_sample_reference(kind):
 
 # ---- the training step ----
 
+
 def _batches(seed: int = 0, b_l: int = 2, b_u: int = 4, t: int = 2, size: int = 16):
     g = gen(seed)
     labeled = (torch.randn(b_l, 3, t, size, size, generator=g), torch.randint(0, 5, (b_l,), generator=g))
@@ -198,9 +204,11 @@ def test_step_equals_the_loss_written_out_with_separate_forwards():
     mask, lam, idx = mix_inputs(cfg, 4, 2, (2, 2), g)
     probs, hard, conf = ssl.pseudo_labels(teacher(unlabeled[0]), cfg.threshold)
     y_mix, w = ssl.mixed_targets(probs, hard, conf, lam, idx, 5)
-    expected = (F.cross_entropy(student(labeled[0]), labeled[1])
-                + 2 * ssl.unlabeled_loss(student(strong), hard, conf)
-                + 2 * ssl.mix_loss(student(strong, mix_mask=mask, mix_index=idx), y_mix, w))
+    expected = (
+        F.cross_entropy(student(labeled[0]), labeled[1])
+        + 2 * ssl.unlabeled_loss(student(strong), hard, conf)
+        + 2 * ssl.mix_loss(student(strong, mix_mask=mask, mix_index=idx), y_mix, w)
+    )
     assert torch.allclose(loss, expected, atol=1e-6)
     assert abs(logs["lambda"] - float(lam.mean())) < 1e-6 and abs(logs["loss"] - loss.item()) < 1e-6
     assert abs(logs["mask_rate"] - float(conf.float().mean())) < 1e-6
@@ -211,9 +219,10 @@ def test_step_is_deterministic_for_a_generator_seed():
     student = TinyVideoNet()
     teacher = ssl.EMATeacher(student)
     labeled, unlabeled = _batches()
-    runs = [svformer_step(student, teacher, labeled, unlabeled, SSLConfig(strong_ops="both", threshold=0.0),
-                              gen(s), 5)
-            for s in (3, 3, 4)]
+    runs = [
+        svformer_step(student, teacher, labeled, unlabeled, SSLConfig(strong_ops="both", threshold=0.0), gen(s), 5)
+        for s in (3, 3, 4)
+    ]
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
     assert not torch.equal(runs[0][0], runs[2][0])
 
@@ -256,8 +265,9 @@ def test_step_runs_on_the_real_tiny_model_and_is_deterministic():
     from svformer import build_model
 
     torch.manual_seed(0)
-    student = build_model("tiny", 5, num_frames=2, img_size=16, patch_size=8, embed_dim=32, depth=1,
-                          num_heads=2, drop_path_rate=0.0)
+    student = build_model(
+        "tiny", 5, num_frames=2, img_size=16, patch_size=8, embed_dim=32, depth=1, num_heads=2, drop_path_rate=0.0
+    )
     teacher = ssl.EMATeacher(student)
     labeled, unlabeled = _batches()
     cfg = SSLConfig(threshold=0.0)

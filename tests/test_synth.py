@@ -1,4 +1,5 @@
 """prep.synth: classes that only time tells apart, and a decodable, balanced demo dataset."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from prep.synth import MOTION_CLASSES as CLASSES, object_state, render_video, sample_params
+from prep.synth import MOTION_CLASSES as CLASSES
+from prep.synth import object_state, render_video, sample_params
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float:
@@ -24,8 +26,10 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def params_by_class() -> dict[int, list]:
     """800 videos' parameters per class, all classes drawn from the same seeds."""
-    return {label: [sample_params(np.random.default_rng([7, seed]), label) for seed in range(800)]
-            for label in range(len(CLASSES))}
+    return {
+        label: [sample_params(np.random.default_rng([7, seed]), label) for seed in range(800)]
+        for label in range(len(CLASSES))
+    }
 
 
 def _normalised_state(params: list, last: bool) -> np.ndarray:
@@ -63,10 +67,21 @@ def test_each_class_pair_is_the_time_reversal_of_the_other(forward: int, backwar
     p = sample_params(np.random.default_rng([1, 2]), forward)
     duration = (p.num_frames - 1) / p.fps
     x1, y1, a1, u1 = object_state(p, duration)
-    q = dataclasses.replace(p, label=backward, x0=float(x1), y0=float(y1), angle0=float(a1), u0=float(u1),
-                            vx=-p.vx, vy=-p.vy, omega=-p.omega, rate=-p.rate)
-    assert q == dataclasses.replace(sample_params(np.random.default_rng([1, 2]), backward),
-                                    x0=q.x0, y0=q.y0, angle0=q.angle0, u0=q.u0)
+    q = dataclasses.replace(
+        p,
+        label=backward,
+        x0=float(x1),
+        y0=float(y1),
+        angle0=float(a1),
+        u0=float(u1),
+        vx=-p.vx,
+        vy=-p.vy,
+        omega=-p.omega,
+        rate=-p.rate,
+    )
+    assert q == dataclasses.replace(
+        sample_params(np.random.default_rng([1, 2]), backward), x0=q.x0, y0=q.y0, angle0=q.angle0, u0=q.u0
+    )
     t = np.linspace(0, duration, p.num_frames)
     for fwd, bwd, period in zip(object_state(p, t), object_state(q, duration - t), (p.width, p.height, 2 * math.pi, 1)):
         gap = np.abs(fwd - bwd)
@@ -127,8 +142,9 @@ def test_events_pairs_share_the_first_frame_and_turn_opposite_ways_about_their_a
 
     assert len(EVENT_CLASSES) == 2 * len(EFFECTS) == 8
     for seed in range(4):
-        videos = [render_video(sample_params(np.random.default_rng([4, seed]), label, kind="events"))
-                  for label in range(8)]
+        videos = [
+            render_video(sample_params(np.random.default_rng([4, seed]), label, kind="events")) for label in range(8)
+        ]
         for k, effect in enumerate(EFFECTS):
             forward, backward = videos[2 * k], videos[2 * k + 1]
             assert np.array_equal(forward[0], backward[0]) and not np.array_equal(forward[-1], backward[-1])
@@ -155,6 +171,11 @@ def test_motion_parameters_do_not_depend_on_the_events_kind_existing():
     a = sample_params(np.random.default_rng([1, 2]), 3)
     b = sample_params(np.random.default_rng([1, 2]), 3, kind="events")
     assert (a.x0, a.y0, a.fps, a.num_frames, a.foreground) == (b.x0, b.y0, b.fps, b.num_frames, b.foreground)
-    assert a.effect == "" and b.effect == "red_axis" and b.effect_rate < 0 and (b.vx, b.vy, b.omega, b.rate) == (0, 0, 0, 0)
+    assert (
+        a.effect == ""
+        and b.effect == "red_axis"
+        and b.effect_rate < 0
+        and (b.vx, b.vy, b.omega, b.rate) == (0, 0, 0, 0)
+    )
     with pytest.raises(ValueError, match="unknown kind"):
         sample_params(np.random.default_rng(0), 0, kind="colour")

@@ -1,4 +1,5 @@
 """Training: the real deepspeed launcher, checkpoints, SIGKILL + resume, logs, modes, bad configs."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _runs import ROOT, cli, env, launcher, tiny_config
 
 
@@ -21,10 +21,18 @@ def _steps(run: Path) -> list[int]:
 
 def test_launcher_with_two_processes_trains_saves_and_resumes_after_sigkill(demo_shards, tmp_path):
     run = tmp_path / "run"
-    config = tiny_config(demo_shards, run, tmp_path / "c.yaml",
-                         train={"max_steps": 30, "checkpoint_every": 3, "val_every": 0})
-    proc = subprocess.Popen(launcher("train", "--config", str(config)), cwd=ROOT, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    config = tiny_config(
+        demo_shards, run, tmp_path / "c.yaml", train={"max_steps": 30, "checkpoint_every": 3, "val_every": 0}
+    )
+    proc = subprocess.Popen(
+        launcher("train", "--config", str(config)),
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 400
     while not (run / "checkpoints" / "step-000003").exists():
         assert proc.poll() is None, proc.stderr.read()[-3000:]
@@ -38,8 +46,9 @@ def test_launcher_with_two_processes_trains_saves_and_resumes_after_sigkill(demo
     # each rank wrote its own RNG state: the checkpoint is a 2-process one
     assert {p.name for p in (run / "checkpoints" / saved[-1]).glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
 
-    result = subprocess.run(launcher("train", "--config", str(config)), cwd=ROOT, env=env(),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        launcher("train", "--config", str(config)), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resumed at step {resumed_at}" in result.stderr + result.stdout
     assert (run / "checkpoints" / "step-000030").is_dir()
@@ -61,8 +70,10 @@ def _fresh_engine_and_method(cfg):
     optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     engine, scheduler = initialize(model, optimizer, scheduler, engine_config(cfg, 1))
-    method = build_method("svformer", Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1,
-                                              lambda: torch.autocast("cpu", enabled=False)))
+    method = build_method(
+        "svformer",
+        Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1, lambda: torch.autocast("cpu", enabled=False)),
+    )
     return engine, scheduler, method
 
 
@@ -71,8 +82,12 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
     from svformer.config import load_config
     from svformer.train import train
 
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                         train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        tmp_path / "run",
+        tmp_path / "c.yaml",
+        train={"max_steps": 4, "warmup_steps": 2, "checkpoint_every": 4, "val_every": 0},
+    )
     cfg = load_config(config)
     train(cfg)
     ckpt = run_dir.latest_checkpoint(cfg.output_dir)
@@ -93,8 +108,9 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
     assert scheduler.last_epoch == 4
     saved_rng = torch.load(ckpt / "rng-rank0.pt", weights_only=False)
     assert torch.equal(method.generator.get_state(), saved_rng["generator"])
-    saved_optim = torch.load(ckpt / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
-                             weights_only=False)["optimizer_state_dict"]["base_optimizer_state"]["state"]
+    saved_optim = torch.load(ckpt / "zero_pp_rank_0_mp_rank_00_optim_states.pt", weights_only=False)[
+        "optimizer_state_dict"
+    ]["base_optimizer_state"]["state"]
     loaded_optim = engine.optimizer.state_dict()["base_optimizer_state"]["state"]
     assert saved_optim and set(saved_optim) == set(loaded_optim)
     for index, slots in saved_optim.items():  # AdamW moments, step count
@@ -103,8 +119,13 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
 
 
 def test_supervised_only_mode_trains_without_a_teacher(demo_shards, tmp_path):
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml",
-                         ssl={"enabled": False}, train={"max_steps": 3, "warmup_steps": 0, "val_every": 3})
+    config = tiny_config(
+        demo_shards,
+        tmp_path / "run",
+        tmp_path / "c.yaml",
+        ssl={"enabled": False},
+        train={"max_steps": 3, "warmup_steps": 0, "val_every": 3},
+    )
     result = cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = tmp_path / "run" / "checkpoints" / "step-000003"
@@ -124,11 +145,14 @@ def test_ssl_mode_logs_every_loss_term_and_pseudo_label_stats(demo_shards, tmp_p
     assert (tmp_path / "run" / "config.yaml").exists()
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("ssl.thresold=0.5", "unknown key ssl.thresold"),
-    ("model.num_classes=3", "model.num_classes"),
-    ("data.labeled=/nonexistent/shards", "/nonexistent/shards"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("ssl.thresold=0.5", "unknown key ssl.thresold"),
+        ("model.num_classes=3", "model.num_classes"),
+        ("data.labeled=/nonexistent/shards", "/nonexistent/shards"),
+    ],
+)
 def test_bad_config_fails_at_start_with_one_line(demo_shards, tmp_path, override, needle):
     config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml")
     result = cli("train", "--config", str(config), "--set", override)
@@ -139,8 +163,12 @@ def test_bad_config_fails_at_start_with_one_line(demo_shards, tmp_path, override
 
 
 def test_checkpoint_of_another_model_shape_fails_clearly(demo_shards, tmp_path):
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml", train={"max_steps": 2, "warmup_steps": 2,
-                                                                                     "checkpoint_every": 2, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        tmp_path / "run",
+        tmp_path / "c.yaml",
+        train={"max_steps": 2, "warmup_steps": 2, "checkpoint_every": 2, "val_every": 0},
+    )
     assert cli("train", "--config", str(config)).returncode == 0
     result = cli("train", "--config", str(config), "--set", "model.embed_dim=64", "--set", "train.max_steps=4")
     assert result.returncode == 2
@@ -159,8 +187,13 @@ def test_repeated_non_finite_losses_stop_the_run_with_a_message(demo_shards, tmp
 
     original = Supervised.loss
     monkeypatch.setattr(Supervised, "loss", nan_loss)
-    config = tiny_config(demo_shards, tmp_path / "run", tmp_path / "c.yaml", ssl={"enabled": False},
-                         train={"max_steps": 3, "warmup_steps": 0, "max_bad_steps": 3, "val_every": 0})
+    config = tiny_config(
+        demo_shards,
+        tmp_path / "run",
+        tmp_path / "c.yaml",
+        ssl={"enabled": False},
+        train={"max_steps": 3, "warmup_steps": 0, "max_bad_steps": 3, "val_every": 0},
+    )
     with pytest.raises(UserError, match="3 non-finite losses in a row"):
         train(load_config(config))
     assert not (tmp_path / "run" / "checkpoints" / "step-000001").exists()  # nothing was stepped or saved

@@ -8,6 +8,7 @@ Not `make bench` output; see bench/probes/README.md. About 50 s for the defaults
 
     python bench/probes/frame_vit.py --out vit2d.pth
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,10 @@ MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
 
 
 def frame(index: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One synthetic frame, resized so its short side is side+4 and randomly cropped to side: (uint8 (3, 1, side, side), pose targets (9,))."""
+    """One synthetic frame, resized so its short side is side+4 and randomly cropped to side.
+
+    Returns (uint8 (3, 1, side, side), pose targets (9,)).
+    """
     rng = np.random.default_rng([7, index])
     params = dataclasses.replace(synth.sample_params(rng, int(rng.integers(len(synth.MOTION_CLASSES)))), num_frames=1)
     image = torch.from_numpy(synth.render_video(params)).permute(3, 0, 1, 2)  # (3, 1, H, W)
@@ -41,10 +45,18 @@ def frame(index: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = apply_crop(image, box, side)
     k = SYMMETRY[params.shape]
     turn_x, turn_y = 2 * math.pi * params.x0 / params.width, 2 * math.pi * params.y0 / params.height
-    log_size = math.log(params.smin * synth.SIZE_RATIO ** params.u0 / box.side)  # half-extent in crop units
-    target = [math.cos(turn_x), math.sin(turn_x), math.cos(turn_y), math.sin(turn_y),
-              math.cos(k * params.angle0), math.sin(k * params.angle0), log_size + 1.5,
-              (params.x0 - box.left) / box.side - 0.5, (params.y0 - box.top) / box.side - 0.5]
+    log_size = math.log(params.smin * synth.SIZE_RATIO**params.u0 / box.side)  # half-extent in crop units
+    target = [
+        math.cos(turn_x),
+        math.sin(turn_x),
+        math.cos(turn_y),
+        math.sin(turn_y),
+        math.cos(k * params.angle0),
+        math.sin(k * params.angle0),
+        log_size + 1.5,
+        (params.x0 - box.left) / box.side - 0.5,
+        (params.y0 - box.top) / box.side - 0.5,
+    ]
     return x, torch.tensor(target, dtype=torch.float32)
 
 
@@ -71,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     y_all = torch.stack([d[1] for d in data])
     print(f"rendered {len(data)} frames in {time.time() - start:.1f}s", flush=True)
     n_val = 256
-    vit = timm.models.vision_transformer.VisionTransformer(img_size=args.side, patch_size=8, embed_dim=64, depth=4,
-                                                           num_heads=4, num_classes=y_all.shape[1])
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=args.side, patch_size=8, embed_dim=64, depth=4, num_heads=4, num_classes=y_all.shape[1]
+    )
     opt = torch.optim.AdamW(vit.parameters(), lr=1e-3, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / args.steps))
+    )
     start = time.time()
     for step in range(args.steps):
         idx = torch.randint(n_val, len(x_all), (args.bs,))
@@ -89,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
             with torch.no_grad():
                 err = ((vit(x_all[:n_val]) - y_all[:n_val]) ** 2).mean(0)
             vit.train()
-            print(f"step {step + 1} loss {loss.item():.3f} held-out mse per target "
-                  f"{[round(v, 3) for v in err.tolist()]} ({time.time() - start:.0f}s)", flush=True)
+            print(
+                f"step {step + 1} loss {loss.item():.3f} held-out mse per target "
+                f"{[round(v, 3) for v in err.tolist()]} ({time.time() - start:.0f}s)",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     torch.save(vit.state_dict(), tmp)

@@ -5,13 +5,14 @@ of webdataset URLs the streams read. A shard that a manifest lists but that is m
 kept (with a warning): the stream skips and counts it like any other broken shard, so one lost file
 on a shared filesystem never stops a run. A spec that yields no shard at all is a `UserError`.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import braceexpand
 
@@ -61,9 +62,17 @@ def read_manifest(directory: str | Path) -> dict:
     manifests = [_read_json(p) for p in parts]
     if len(manifests) == 1:
         return manifests[0]
-    merged: dict = {"version": manifests[0].get("version", 1), "shards": [], "num_samples": 0, "num_frames": 0,
-                    "classes": {}, "num_classes": manifests[0].get("num_classes"),
-                    "settings": manifests[0].get("settings", {}), "failures": [], "complete": True}
+    merged: dict = {
+        "version": manifests[0].get("version", 1),
+        "shards": [],
+        "num_samples": 0,
+        "num_frames": 0,
+        "classes": {},
+        "num_classes": manifests[0].get("num_classes"),
+        "settings": manifests[0].get("settings", {}),
+        "failures": [],
+        "complete": True,
+    }
     for m in manifests:
         merged["shards"] += m.get("shards", [])
         merged["num_samples"] += int(m.get("num_samples", 0))
@@ -86,7 +95,9 @@ def _directory_urls(directory: Path) -> list[str]:
         paths = [directory / name for name in names]
         missing = [p for p in paths if not p.is_file()]
         if paths and len(missing) == len(paths):
-            raise UserError(f"{directory}: none of the {len(paths)} shards in its manifest exist (first: {missing[0].name})")
+            raise UserError(
+                f"{directory}: none of the {len(paths)} shards in its manifest exist (first: {missing[0].name})"
+            )
         for p in missing:
             log.warning("%s: listed in the manifest but missing; the stream will skip it", p)
     else:
@@ -142,8 +153,11 @@ def shard_urls(spec: str | Path | Sequence[str | Path]) -> list[str]:
     local = [u for u in urls if not is_url(u)]
     missing = [u for u in local if not Path(u).is_file()]
     if local and len(missing) == len(urls):
-        raise UserError(f"{spec}: no such shard directory or shard file" if len(items) == 1 and len(urls) == 1
-                        else f"{spec}: none of the {len(urls)} shards it names exist (first: {missing[0]})")
+        raise UserError(
+            f"{spec}: no such shard directory or shard file"
+            if len(items) == 1 and len(urls) == 1
+            else f"{spec}: none of the {len(urls)} shards it names exist (first: {missing[0]})"
+        )
     for url in missing:
         log.warning("%s: no such shard; the stream will skip it", url)
     return urls

@@ -4,6 +4,7 @@ Each stage is a callable `stage(iterator) -> iterator` (webdataset's convention)
 a list of stages. Stages that need the worker's identity (seeds, splits) look it up when iteration
 starts, i.e. inside the DataLoader worker process, not when the pipeline is built.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,9 @@ import lzma
 import random
 import tarfile
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 import webdataset as wds
@@ -112,14 +114,21 @@ class StreamStats:
         self.pending.append((url, key, reason))
         if url not in self._warned:
             self._warned.add(url)
-            log.warning("skipping corrupt %s in %s%s: %s", "shard" if shard else "sample", url,
-                        f" (key {key})" if key else "", reason)
+            log.warning(
+                "skipping corrupt %s in %s%s: %s",
+                "shard" if shard else "sample",
+                url,
+                f" (key {key})" if key else "",
+                reason,
+            )
         else:
             log.debug("skipping %s key %s: %s", url, key, reason)
         self._streak += 1
         if self._streak_limit is not None and self._streak >= self._streak_limit:
-            raise RuntimeError(f"{self._streak} corrupt shards/samples in a row and no good sample "
-                               f"(last: {url} {key} {reason}); check the shards with `python cli.py inspect`")
+            raise RuntimeError(
+                f"{self._streak} corrupt shards/samples in a row and no good sample "
+                f"(last: {url} {key} {reason}); check the shards with `python cli.py inspect`"
+            )
 
     def ok(self) -> None:
         """A good sample came through: the fault streak is over."""
@@ -137,8 +146,13 @@ class DecodeSamples:
     `seeds` None (evaluation) it is seeded 0.
     """
 
-    def __init__(self, make_item: Callable[[dict, torch.Generator], dict], stats: StreamStats,
-                 seeds: StreamSeeds | None, purpose: str) -> None:
+    def __init__(
+        self,
+        make_item: Callable[[dict, torch.Generator], dict],
+        stats: StreamStats,
+        seeds: StreamSeeds | None,
+        purpose: str,
+    ) -> None:
         self.make_item, self.stats, self.seeds, self.purpose = make_item, stats, seeds, purpose
 
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:

@@ -10,11 +10,12 @@ through webdataset's streaming reader (`tarfile_samples`), with the same handler
 A `ByteRange` reads from the shard's open file: it is valid until the stream moves on to the next
 shard, so stages must slice what they need (ClipBytes, EvalItem do) before the sample is buffered.
 """
+
 from __future__ import annotations
 
 import os
 import tarfile
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext

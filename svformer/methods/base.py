@@ -4,11 +4,14 @@ The loop (`svformer/train.py`) knows no method: for each step it pulls the batch
 (`wants`), accumulates `loss` over micro-steps, steps the optimizer and calls `after_step`. Anything
 a method keeps between steps (an EMA teacher, its random generator) it saves and restores itself.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,7 +74,7 @@ class Method(ABC):
     def loss(self, batch: Batch, step: int) -> tuple[torch.Tensor, StepLogs]:
         """The scalar loss of one micro-step (with graph) and its logs."""
 
-    def after_step(self, step: int) -> None:
+    def after_step(self, step: int) -> None:  # noqa: B027 (an optional hook: most methods need none)
         """Called after optimizer step `step` (0-based) has been applied."""
 
     def eval_models(self) -> dict[str, nn.Module]:
@@ -82,7 +85,7 @@ class Method(ABC):
         """State shared by all ranks, saved once per checkpoint (RNG state is saved per rank)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional, as state_dict)
         """Restore what `state_dict` saved."""
 
 

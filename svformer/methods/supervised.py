@@ -1,4 +1,5 @@
 """Supervised-only training on the labeled stream: the baseline, and SVFormer's warm-up stage."""
+
 from __future__ import annotations
 
 import torch

@@ -8,10 +8,13 @@ strong' = the strong view after its device-side ops (`views.strong_device_ops`).
 teacher: it is created as an exact copy of the student when warm-up ends and moved towards the
 student by EMA after every optimizer step. All of the method's randomness comes from its generator.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,8 +29,9 @@ from svformer.ssl.masks import make_mask, sample_beta
 from svformer.views import normalize, strong_device_ops
 
 
-def mix_inputs(cfg: SSLConfig, batch_u: int, frames: int, grid: tuple[int, int],
-               g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mix_inputs(
+    cfg: SSLConfig, batch_u: int, frames: int, grid: tuple[int, int], g: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw lambda ~ Beta(alpha, alpha), the token mask and the partner permutation (all on the CPU).
 
     Returns (mask bool (B_u, T, gh, gw), lam float32 (B_u,) = the realised fraction of own tokens,
@@ -42,11 +46,18 @@ def mix_inputs(cfg: SSLConfig, batch_u: int, frames: int, grid: tuple[int, int],
     return mask, lam, mix_index
 
 
-def svformer_loss(student: Callable[..., torch.Tensor], teacher: Callable[..., torch.Tensor] | None,
-                  labeled: Sequence[torch.Tensor], unlabeled: Sequence[torch.Tensor], cfg: SSLConfig,
-                  g: torch.Generator | None, num_classes: int, patch_size: int,
-                  unlabeled_labels: torch.Tensor | None = None,
-                  teacher_autocast: Callable[[], ContextManager] = nullcontext) -> tuple[torch.Tensor, StepLogs]:
+def svformer_loss(
+    student: Callable[..., torch.Tensor],
+    teacher: Callable[..., torch.Tensor] | None,
+    labeled: Sequence[torch.Tensor],
+    unlabeled: Sequence[torch.Tensor],
+    cfg: SSLConfig,
+    g: torch.Generator | None,
+    num_classes: int,
+    patch_size: int,
+    unlabeled_labels: torch.Tensor | None = None,
+    teacher_autocast: Callable[[], ContextManager] = nullcontext,
+) -> tuple[torch.Tensor, StepLogs]:
     """The SVFormer loss for one labeled + one unlabeled batch.
 
     Args:
@@ -94,17 +105,19 @@ def svformer_loss(student: Callable[..., torch.Tensor], teacher: Callable[..., t
         full_mask = torch.cat([torch.ones(plain, t, *grid, dtype=torch.bool), mask])
         full_index = torch.cat([torch.arange(plain), b_l + mix_index])  # partners among the strong rows
         videos.append(strong)
-        logits = student(torch.cat(videos).to(dtype), mix_mask=full_mask.to(strong.device),
-                         mix_index=full_index.to(strong.device))
+        logits = student(
+            torch.cat(videos).to(dtype), mix_mask=full_mask.to(strong.device), mix_index=full_index.to(strong.device)
+        )
     else:
         logits = student(torch.cat(videos).to(dtype))
-    logits_l, logits_u, logits_mix = logits[:b_l], logits[b_l:b_l + b_u], logits[b_l + b_u:]
+    logits_l, logits_u, logits_mix = logits[:b_l], logits[b_l : b_l + b_u], logits[b_l + b_u :]
 
     loss_sup = supervised_loss(logits_l, y_l)
     loss_un = unlabeled_loss(logits_u, hard, confident)
     if cfg.mix:
-        y_mix, weights = mixed_targets(probs, hard, confident, lam.to(probs.device), mix_index.to(probs.device),
-                                       num_classes)
+        y_mix, weights = mixed_targets(
+            probs, hard, confident, lam.to(probs.device), mix_index.to(probs.device), num_classes
+        )
         loss_mix = mix_loss(logits_mix, y_mix, weights, cfg.mix_loss)
     else:
         loss_mix = loss_sup.new_zeros(())
@@ -117,13 +130,28 @@ def _supervised(student, x_l: torch.Tensor, y_l: torch.Tensor, dtype: torch.dtyp
     return loss, supervised_logs(loss)
 
 
-def _logs(loss: torch.Tensor, loss_sup: torch.Tensor, loss_un: torch.Tensor, loss_mix: torch.Tensor,
-          probs: torch.Tensor, hard: torch.Tensor, confident: torch.Tensor, lam: torch.Tensor,
-          unlabeled_labels: torch.Tensor | None) -> StepLogs:
+def _logs(
+    loss: torch.Tensor,
+    loss_sup: torch.Tensor,
+    loss_un: torch.Tensor,
+    loss_mix: torch.Tensor,
+    probs: torch.Tensor,
+    hard: torch.Tensor,
+    confident: torch.Tensor,
+    lam: torch.Tensor,
+    unlabeled_labels: torch.Tensor | None,
+) -> StepLogs:
     """Detached device scalars; nothing is read back to the host here."""
     conf = confident.float()
-    means = {"loss": loss, "loss_sup": loss_sup, "loss_unlabeled": loss_un, "loss_mix": loss_mix,
-             "mask_rate": conf.mean(), "confidence": probs.max(dim=-1).values.mean(), "lambda": lam.float().mean()}
+    means = {
+        "loss": loss,
+        "loss_sup": loss_sup,
+        "loss_unlabeled": loss_un,
+        "loss_mix": loss_mix,
+        "mask_rate": conf.mean(),
+        "confidence": probs.max(dim=-1).values.mean(),
+        "lambda": lam.float().mean(),
+    }
     ratios = {}
     if unlabeled_labels is not None:
         labels = unlabeled_labels.to(hard.device)
@@ -151,9 +179,10 @@ class SVFormer(Method):
 
     def open_streams(self, start_step: int) -> dict[str, Stream]:
         cfg, ctx = self.ctx.cfg, self.ctx
-        return {"labeled": labeled_loader(cfg, ctx.rank, seed=cfg.train.seed, start_step=start_step),
-                "unlabeled": unlabeled_loader(cfg, ctx.rank, seed=cfg.train.seed,
-                                              start_step=start_step)}
+        return {
+            "labeled": labeled_loader(cfg, ctx.rank, seed=cfg.train.seed, start_step=start_step),
+            "unlabeled": unlabeled_loader(cfg, ctx.rank, seed=cfg.train.seed, start_step=start_step),
+        }
 
     def wants(self, step: int) -> tuple[str, ...]:
         return ("labeled",) if step < self.warmup_steps else ("labeled", "unlabeled")
@@ -167,9 +196,18 @@ class SVFormer(Method):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
         x_l = normalize(labeled["video"], mean, std)
         weak, strong = normalize(unlabeled["weak"], mean, std), normalize(unlabeled["strong"], mean, std)
-        return svformer_loss(self.ctx.student, self.teacher, (x_l, labeled["label"]), (weak, strong), cfg.ssl,
-                             self.generator, cfg.model.num_classes, self.ctx.student_module.patch_size,
-                             unlabeled_labels=unlabeled["label"], teacher_autocast=self.ctx.autocast)
+        return svformer_loss(
+            self.ctx.student,
+            self.teacher,
+            (x_l, labeled["label"]),
+            (weak, strong),
+            cfg.ssl,
+            self.generator,
+            cfg.model.num_classes,
+            self.ctx.student_module.patch_size,
+            unlabeled_labels=unlabeled["label"],
+            teacher_autocast=self.ctx.autocast,
+        )
 
     def after_step(self, step: int) -> None:
         if not self._uses_teacher():

@@ -12,6 +12,7 @@ crash or a full disk while saving leaves the previous checkpoint the newest comp
 A checkpoint saved by N processes resumes with M through DeepSpeed's universal checkpoint format,
 converted once into a sibling `step-NNNNNN.universal/` directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,9 +60,13 @@ def _collective_device() -> torch.device:
 
 
 def rng_state(generator: torch.Generator | None) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "generator": generator.get_state() if generator is not None else None,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "generator": generator.get_state() if generator is not None else None,
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None) -> None:
@@ -108,13 +113,15 @@ def save(engine, method, cfg: Config, step: int, extra: dict, data_info: dict) -
             shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(cfg.output_dir)
         why = f" ({_first_line(error)})" if error is not None else " (on another rank)"
-        raise UserError(f"could not write checkpoint {tag}{why}; no space left or a file-size limit? "
-                        f"The previous checkpoint {previous or '(none)'} is intact: free space and rerun to resume")
+        raise UserError(
+            f"could not write checkpoint {tag}{why}; no space left or a file-size limit? "
+            f"The previous checkpoint {previous or '(none)'} is intact: free space and rerun to resume"
+        )
     final = root / tag
     if rank == 0:
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)  # the commit point
-        for old in complete_checkpoints(cfg.output_dir)[:-cfg.train.keep_checkpoints]:
+        for old in complete_checkpoints(cfg.output_dir)[: -cfg.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
             shutil.rmtree(_universal_dir(old), ignore_errors=True)
     _barrier()
@@ -153,8 +160,10 @@ def load(engine, method, ckpt: Path) -> Resumed:
     except RuntimeError as err:
         lines = str(err).strip().splitlines()
         detail = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise UserError(f"{ckpt}: checkpoint does not fit this model ({detail}); "
-                        "use another train.output_dir or the config it was trained with") from None
+        raise UserError(
+            f"{ckpt}: checkpoint does not fit this model ({detail}); "
+            "use another train.output_dir or the config it was trained with"
+        ) from None
     state = torch.load(ckpt / "state.pt", weights_only=True)
     method_file = ckpt / "method.pt"
     if method_file.exists():
@@ -165,8 +174,13 @@ def load(engine, method, ckpt: Path) -> Resumed:
     if rng_file.exists() and saved_world == _world():
         set_rng_state(torch.load(rng_file, weights_only=False), method.generator)
     elif rank == 0:
-        log.warning("%s was written by %d process(es), this run has %d: every rank starts fresh random draws "
-                    "(model, optimizer and schedule state are restored exactly)", ckpt, saved_world, _world())
+        log.warning(
+            "%s was written by %d process(es), this run has %d: every rank starts fresh random draws "
+            "(model, optimizer and schedule state are restored exactly)",
+            ckpt,
+            saved_world,
+            _world(),
+        )
     step = int(state["step"])
     return Resumed(step, saved_world, {k: v for k, v in state.items() if k not in ("step", "world_size")})
 
@@ -180,8 +194,13 @@ def prepare_resume(ckpt: Path, world_size: int) -> bool:
         return False
     target = _universal_dir(ckpt)
     if _rank() == 0 and not (target / INDEX).exists():
-        log.warning("%s was saved by %d process(es), this run has %d: converting it to a universal checkpoint "
-                    "in %s", ckpt, saved, world_size, target)
+        log.warning(
+            "%s was saved by %d process(es), this run has %d: converting it to a universal checkpoint in %s",
+            ckpt,
+            saved,
+            world_size,
+            target,
+        )
         _convert_to_universal(ckpt, target)
     _barrier()
     return True
@@ -203,8 +222,15 @@ def _convert_to_universal(ckpt: Path, target: Path) -> None:
 
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    args = argparse.Namespace(input_folder=str(ckpt), output_folder=str(tmp), num_extract_workers=1,
-                              num_merge_workers=1, keep_temp_folder=False, strict=True, inject_missing_state=True)
+    args = argparse.Namespace(
+        input_folder=str(ckpt),
+        output_folder=str(tmp),
+        num_extract_workers=1,
+        num_merge_workers=1,
+        keep_temp_folder=False,
+        strict=True,
+        inject_missing_state=True,
+    )
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints every step
         ds_to_universal.main(args)
     (ckpt.parent / "latest_universal").unlink(missing_ok=True)  # its pointer to the .tmp name; we load by tag

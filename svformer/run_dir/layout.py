@@ -5,6 +5,7 @@
 Every checkpoint ends with `index.json` (each file's size and sha256, written last). Readers trust a
 checkpoint only when its files match it (`verify`); `latest_checkpoint` skips damaged ones with a warning.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,11 @@ def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name)
-             and ((p / INDEX).exists() or (p / "state.pt").exists())]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and STEP_DIR.match(p.name) and ((p / INDEX).exists() or (p / "state.pt").exists())
+    ]
     return sorted(found, key=step_of)
 
 
@@ -57,8 +61,11 @@ def _sha256(path: Path) -> str:
 
 def write_index(ckpt: Path) -> None:
     """Record every file of `ckpt` with its size and sha256 in index.json (atomically, last)."""
-    files = {str(p.relative_to(ckpt)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != INDEX}
+    files = {
+        str(p.relative_to(ckpt)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(ckpt.rglob("*"))
+        if p.is_file() and p.name != INDEX
+    }
     write_atomic(ckpt / INDEX, json.dumps({"version": 1, "files": files}, indent=1) + "\n")
 
 
@@ -78,8 +85,9 @@ def verify(ckpt: Path) -> None:
         if not path.is_file():
             raise CorruptCheckpoint(f"{ckpt}: {name} is missing")
         if path.stat().st_size != meta["bytes"]:
-            raise CorruptCheckpoint(f"{ckpt}: {name} has {path.stat().st_size} bytes, the index says "
-                                    f"{meta['bytes']} (truncated?)")
+            raise CorruptCheckpoint(
+                f"{ckpt}: {name} has {path.stat().st_size} bytes, the index says {meta['bytes']} (truncated?)"
+            )
         if _sha256(path) != meta["sha256"]:
             raise CorruptCheckpoint(f"{ckpt}: {name} does not match its sha256 in {INDEX} (changed or damaged)")
 

@@ -1,4 +1,5 @@
 """The EMA teacher: a float32 copy of the student, teacher = m * teacher + (1 - m) * student."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Pseudo-labels, mixed targets and the three SVFormer losses (all computed in float32)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,14 @@ def pseudo_labels(teacher_logits: torch.Tensor, threshold: float) -> tuple[torch
     return probs, hard, top >= threshold
 
 
-def mixed_targets(probs: torch.Tensor, hard: torch.Tensor, confident: torch.Tensor, lam: torch.Tensor | float,
-                  mix_index: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mixed_targets(
+    probs: torch.Tensor,
+    hard: torch.Tensor,
+    confident: torch.Tensor,
+    lam: torch.Tensor | float,
+    mix_index: torch.Tensor,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and weights of the token-mixed clips.
 
     y_i = onehot(hard_i) if confident_i else probs_i; y_mix = lam * y_i + (1 - lam) * y_idx[i];

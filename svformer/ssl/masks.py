@@ -3,6 +3,7 @@
 A mask is bool (B, T, gh, gw) over the patch-token grid: True keeps the clip's own token, False takes
 the partner's. Exact counts come from ranking random scores (argsort), so no loop over the batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ def _exact_random(batch: int, n: int, counts: torch.Tensor, generator: torch.Gen
     return ranks < counts[:, None]
 
 
-def tube_mask(batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def tube_mask(
+    batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Tube mask: int(ratio * gh * gw) random spatial positions per clip, the same in every frame.
 
     Args:
@@ -39,16 +41,18 @@ def tube_mask(batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
     return spatial.view(batch, 1, gh, gw).expand(batch, frames, gh, gw).contiguous()
 
 
-def token_mask(batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def token_mask(
+    batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random tokens over the whole clip: int(ratio * T * gh * gw) True per clip. bool (B, T, gh, gw)."""
     gh, gw = grid_hw
     n = frames * gh * gw
     return _exact_random(batch, n, _counts(ratio, batch, n), generator).view(batch, frames, gh, gw)
 
 
-def frame_mask(batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def frame_mask(
+    batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Whole frames: int(ratio * T) random frames True per clip. bool (B, T, gh, gw)."""
     gh, gw = grid_hw
     temporal = _exact_random(batch, frames, _counts(ratio, batch, frames), generator)
@@ -58,8 +62,14 @@ def frame_mask(batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
 MASKS = {"tube": tube_mask, "token": token_mask, "frame": frame_mask}
 
 
-def make_mask(shape_name: str, batch: int, frames: int, grid_hw: tuple[int, int], ratio: Ratio,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def make_mask(
+    shape_name: str,
+    batch: int,
+    frames: int,
+    grid_hw: tuple[int, int],
+    ratio: Ratio,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Dispatch on `ssl.mask_shape`: tube, token or frame."""
     if shape_name not in MASKS:
         raise ValueError(f"mask shape must be one of {sorted(MASKS)}, not {shape_name!r}")

@@ -6,6 +6,7 @@ kept frames a < b is split at a random s with a <= s < b: positions a..s show a,
 Every kept frame keeps its own position, so a keep-k warp shows exactly k distinct frames
 (the released code can lose a kept frame; this does not).
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,7 @@ def temporal_warp_batch(batch: int, num_frames: int, generator: torch.Generator 
     mode = torch.randint(len(KEEP_CHOICES), (batch,), generator=generator)
     keep_counts = torch.tensor([T if k is None else min(k, T) for k in KEEP_CHOICES])[mode]
     ranks = torch.rand(batch, T, generator=generator).argsort(dim=1).argsort(dim=1)
-    kept = ranks < keep_counts[:, None]                                   # (B, T), k True per row
+    kept = ranks < keep_counts[:, None]  # (B, T), k True per row
     # prev[t]: last kept frame <= t (-1 if none); nxt[t]: first kept frame >= t (T if none).
     prev = torch.where(kept, pos, -1).cummax(dim=1).values
     nxt = torch.where(kept, pos, T).flip(1).cummin(dim=1).values.flip(1)
