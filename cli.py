@@ -322,6 +322,16 @@ def inspect_cmd(path: str, verify: bool) -> None:
 
 # ---------------------------------------------------------------- training and evaluation
 
+CKPT_OPTION = click.option(
+    "--ckpt",
+    required=True,
+    type=click.Path(),
+    help="A run directory (its newest intact checkpoint), a checkpoint directory, or an exported .safetensors.",
+)
+VIEWS_OPTION = click.option(
+    "--views", default="5x3", show_default=True, help="Temporal clips x spatial crops per video (crops: 1 or 3)."
+)
+
 
 def _setup_logging() -> None:
     import logging
@@ -423,18 +433,11 @@ def pretrain(config_path: str, overrides: tuple[str, ...]) -> None:
 
 
 @cli.command(name="eval")
-@click.option(
-    "--ckpt",
-    required=True,
-    type=click.Path(),
-    help="A run directory (its newest checkpoint), a checkpoint directory, or an exported .safetensors.",
-)
+@CKPT_OPTION
 @click.option(
     "--shards", default=None, help="Shards to score (directory, brace pattern or URLs); default: the run's data.val."
 )
-@click.option(
-    "--views", default="5x3", show_default=True, help="Temporal clips x spatial crops per video (crops: 1 or 3)."
-)
+@VIEWS_OPTION
 @click.option(
     "--model",
     "which",
@@ -503,12 +506,7 @@ def export(ckpt: str, out: str, which: str) -> None:
 
 @cli.command()
 @click.argument("videos", nargs=-1, metavar="[VIDEO]...")
-@click.option(
-    "--ckpt",
-    required=True,
-    type=click.Path(),
-    help="A run directory (its newest checkpoint), a checkpoint directory, or an exported .safetensors.",
-)
+@CKPT_OPTION
 @click.option(
     "--list",
     "list_path",
@@ -522,9 +520,7 @@ def export(ckpt: str, out: str, which: str) -> None:
     type=click.Path(file_okay=False),
     help="Base of relative paths [default: the working directory for VIDEO, the list's directory for --list].",
 )
-@click.option(
-    "--views", default="5x3", show_default=True, help="Temporal clips x spatial crops per video (crops: 1 or 3)."
-)
+@VIEWS_OPTION
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes listed per video.")
 @click.option(
     "--model",

@@ -28,10 +28,9 @@ from svformer.deepspeed_setup import (
 from svformer.errors import UserError
 from svformer.evaluate import quick_accuracy
 from svformer.methods import Context, Method, build_method
-from svformer.model import build_model
 from svformer.monitor import Monitor
 from svformer.optim import build_optimizer, lr_factor
-from svformer.weight_import import load_imagenet_vit, load_official
+from svformer.weight_import import backbone_from_config
 
 log = logging.getLogger(__name__)
 ARCH_KEYS = ("variant", "num_classes", "patch_size", "embed_dim", "depth", "num_heads")
@@ -85,23 +84,7 @@ def make_model(cfg: Config, method: str = "svformer") -> torch.nn.Module:
         from svformer.methods.masked_video import build_pretrain_model
 
         return build_pretrain_model(cfg)
-    model = build_model(
-        cfg.model.variant,
-        cfg.model.num_classes,
-        num_frames=cfg.data.num_frames,
-        img_size=cfg.data.img_size,
-        grad_checkpointing=cfg.model.grad_checkpointing,
-        **cfg.model.overrides(),
-    )
-    if cfg.model.official_init:
-        load_official(model, cfg.model.official_init)
-    elif cfg.model.imagenet_init:
-        load_imagenet_vit(model, cfg.model.imagenet_init)
-    elif cfg.model.pretrain_init:
-        from svformer.weight_import import load_pretrained_encoder
-
-        load_pretrained_encoder(model, cfg.model.pretrain_init)
-    return model
+    return backbone_from_config(cfg)
 
 
 def check_same_model(ckpt: Path, cfg: Config) -> None:

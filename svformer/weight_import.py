@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from svformer.config import Config
 from svformer.errors import UserError
 from svformer.model import resize_pos_embed, resize_time_embed
 
@@ -294,3 +295,29 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any
         _first(fresh, 2),
     )
     return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}
+
+
+def backbone_from_config(cfg: Config, pretrained_encoder: bool = True) -> nn.Module:
+    """The TimeSformer `cfg.model` describes, with its outside weights: `model.official_init` or
+    `model.imagenet_init`, else (when `pretrained_encoder`) the encoder of `model.pretrain_init`.
+
+    Train uses it for the student; pretraining for its encoder (there `model.pretrain_init` continues
+    the whole autoencoder instead, so it passes `pretrained_encoder=False`).
+    """
+    from svformer.model import build_model
+
+    model = build_model(
+        cfg.model.variant,
+        cfg.model.num_classes,
+        num_frames=cfg.data.num_frames,
+        img_size=cfg.data.img_size,
+        grad_checkpointing=cfg.model.grad_checkpointing,
+        **cfg.model.overrides(),
+    )
+    if cfg.model.official_init:
+        load_official(model, cfg.model.official_init)
+    elif cfg.model.imagenet_init:
+        load_imagenet_vit(model, cfg.model.imagenet_init)
+    elif cfg.model.pretrain_init and pretrained_encoder:
+        load_pretrained_encoder(model, cfg.model.pretrain_init)
+    return model

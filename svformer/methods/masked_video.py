@@ -46,21 +46,9 @@ def build_pretrain_model(cfg: Config) -> MaskedVideoAutoencoder:
     `model.imagenet_init` / `model.official_init` initialise the encoder; `model.pretrain_init` (an
     earlier pretraining run) continues from its encoder and decoder, e.g. synthetic then in-domain videos.
     """
-    from svformer.model import build_model
-    from svformer.weight_import import load_imagenet_vit, load_official
+    from svformer.weight_import import backbone_from_config
 
-    encoder = build_model(
-        cfg.model.variant,
-        cfg.model.num_classes,
-        num_frames=cfg.data.num_frames,
-        img_size=cfg.data.img_size,
-        grad_checkpointing=cfg.model.grad_checkpointing,
-        **cfg.model.overrides(),
-    )
-    if cfg.model.official_init:
-        load_official(encoder, cfg.model.official_init)
-    elif cfg.model.imagenet_init:
-        load_imagenet_vit(encoder, cfg.model.imagenet_init)
+    encoder = backbone_from_config(cfg, pretrained_encoder=False)
     p = cfg.pretrain
     model = build_autoencoder(
         encoder, cfg.data.num_frames, cfg.data.img_size, p.decoder_dim, p.decoder_depth, p.decoder_heads
