@@ -128,6 +128,25 @@ def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
 
+def build_engine_and_method(
+    cfg: Config, kind: str, rank: int, world: int, device: torch.device, load_universal: bool = False
+) -> tuple:
+    """The student in its DeepSpeed engine (optimizer, LR schedule) and the training method around it.
+
+    Returns (engine, scheduler, method, ds_config). Weights come from the global torch RNG and the
+    configured initialisation; a resumed run then loads its checkpoint into both (`run_dir.load`).
+    """
+    model = make_model(cfg, kind).to(device)
+    if cfg.train.compile:
+        model.compile()  # in place: the engine, the EMA copy and checkpoints keep the same parameter names
+    optimizer = build_optimizer(model, cfg.optim, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    ds = engine_config(cfg, world, load_universal=load_universal)
+    engine, scheduler = initialize(model, optimizer, scheduler, ds)
+    method = build_method(kind, Context(cfg, engine, engine.module, device, rank, world, autocast_context(ds, device)))
+    return engine, scheduler, method, ds
+
+
 def train(cfg: Config, method: str | None = None) -> Path:
     """Run (or resume) training with `method` (default `method_for(cfg)`); returns the run directory.
 
@@ -147,14 +166,8 @@ def train(cfg: Config, method: str | None = None) -> Path:
     universal = runs.prepare_resume(ckpt, world) if ckpt is not None else False
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
-    model = make_model(cfg, kind).to(device)
-    if cfg.train.compile:
-        model.compile()  # in place: the engine, the EMA copy and checkpoints keep the same parameter names
-    optimizer = build_optimizer(model, cfg.optim, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    ds = engine_config(cfg, world, load_universal=universal)
-    engine, scheduler = initialize(model, optimizer, scheduler, ds)
-    method_ = build_method(kind, Context(cfg, engine, engine.module, device, rank, world, autocast_context(ds, device)))
+    engine, scheduler, method_, ds = build_engine_and_method(cfg, kind, rank, world, device, universal)
+    model = engine.module
 
     step = 0
     if ckpt is not None:

@@ -31,22 +31,13 @@ def _consolidated_moments(ckpt: Path) -> dict[int, dict[str, torch.Tensor]]:
 def _load_in_one_process(cfg, ckpt: Path):
     """Build the engine and method as a 1-process `train` would and load `ckpt` through the same calls."""
     from svformer import run_dir
-    from svformer.deepspeed_setup import engine_config, init_distributed, initialize
-    from svformer.methods import Context, build_method
-    from svformer.optim import build_optimizer, lr_factor
-    from svformer.train import make_model
+    from svformer.deepspeed_setup import init_distributed
+    from svformer.train import build_engine_and_method
 
     init_distributed()
     universal = run_dir.prepare_resume(ckpt, 1)
     torch.manual_seed(123)  # other initial weights: everything must come from the checkpoint
-    model = make_model(cfg)
-    optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    engine, scheduler = initialize(model, optimizer, scheduler, engine_config(cfg, 1, load_universal=universal))
-    method = build_method(
-        "svformer",
-        Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1, lambda: torch.autocast("cpu", enabled=False)),
-    )
+    engine, scheduler, method, _ = build_engine_and_method(cfg, "svformer", 0, 1, torch.device("cpu"), universal)
     resumed = run_dir.load(engine, method, ckpt)
     return universal, engine, scheduler, method, resumed
 

@@ -60,20 +60,10 @@ def test_launcher_with_two_processes_trains_saves_and_resumes_after_sigkill(demo
 
 def _fresh_engine_and_method(cfg):
     """A new engine and SVFormer method with other initial weights, as a restarted process builds them."""
-    from svformer.deepspeed_setup import engine_config, initialize
-    from svformer.methods import Context, build_method
-    from svformer.optim import build_optimizer, lr_factor
-    from svformer.train import make_model
+    from svformer.train import build_engine_and_method
 
     torch.manual_seed(123)
-    model = make_model(cfg)
-    optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    engine, scheduler = initialize(model, optimizer, scheduler, engine_config(cfg, 1))
-    method = build_method(
-        "svformer",
-        Context(cfg, engine, engine.module, torch.device("cpu"), 0, 1, lambda: torch.autocast("cpu", enabled=False)),
-    )
+    engine, scheduler, method, _ = build_engine_and_method(cfg, "svformer", 0, 1, torch.device("cpu"))
     return engine, scheduler, method
 
 
