@@ -20,7 +20,7 @@ from torch import nn
 
 from svformer.config import Config
 from svformer.data import Stream, shard_urls, video_loader
-from svformer.errors import UserError
+from svformer.errors import UserError, load_error_detail
 from svformer.mae import (
     MaskedVideoAutoencoder,
     build_autoencoder,
@@ -67,10 +67,8 @@ def load_autoencoder(model: MaskedVideoAutoencoder, path: str | Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        lines = str(err).strip().splitlines()
-        detail = lines[1].strip() if len(lines) > 1 else lines[0]
         raise UserError(
-            f"{weights.source}: not an autoencoder of this shape ({detail}); "
+            f"{weights.source}: not an autoencoder of this shape ({load_error_detail(err)}); "
             "use the same model.* and pretrain.* settings"
         ) from None
     log.info("continuing pretraining from %s (step %d)", weights.source, weights.step)

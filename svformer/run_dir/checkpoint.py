@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from svformer.config import Config, save_config
-from svformer.errors import UserError
+from svformer.errors import UserError, load_error_detail
 from svformer.files import write_atomic
 from svformer.run_dir.layout import INDEX, checkpoint_root, complete_checkpoints, latest_checkpoint, write_index
 
@@ -158,10 +158,8 @@ def load(engine, method, ckpt: Path) -> Resumed:
     try:
         load_engine_checkpoint(engine, ckpt, saved_world)
     except RuntimeError as err:
-        lines = str(err).strip().splitlines()
-        detail = lines[1].strip() if len(lines) > 1 else lines[0]
         raise UserError(
-            f"{ckpt}: checkpoint does not fit this model ({detail}); "
+            f"{ckpt}: checkpoint does not fit this model ({load_error_detail(err)}); "
             "use another train.output_dir or the config it was trained with"
         ) from None
     state = torch.load(ckpt / "state.pt", weights_only=True)

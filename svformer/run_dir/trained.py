@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from svformer.config import Config, from_dict, load_config, to_dict
-from svformer.errors import UserError
+from svformer.errors import UserError, load_error_detail
 from svformer.run_dir.layout import (
     INDEX,
     MODEL_FILE,
@@ -141,10 +141,8 @@ def build_trained_model(weights: TrainedWeights, name: str, device: torch.device
     try:
         model.load_state_dict(weights.states[name])
     except RuntimeError as err:
-        lines = str(err).splitlines()
         raise UserError(
-            f"{weights.source}: {name} weights do not fit the saved config's model "
-            f"({lines[1].strip() if len(lines) > 1 else err})"
+            f"{weights.source}: {name} weights do not fit the saved config's model ({load_error_detail(err)})"
         ) from None
     return model.to(device).eval()
 
