@@ -361,7 +361,8 @@ def _setup_logging() -> None:
     help="Override a config value, e.g. --set train.max_steps=100 (repeatable).",
 )
 def train(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Train SVFormer from prepped shards (resumes from the newest checkpoint in the output dir).
+    """Train with train.method (svformer, supervised, fixmatch) from prepped shards (resumes from the
+    newest checkpoint in the output dir).
 
     \b
     One process:       python cli.py train --config configs/demo.yaml
@@ -417,15 +418,16 @@ def pretrain(config_path: str, overrides: tuple[str, ...]) -> None:
     (`synth --kind pretrain`, then `prep`), mixed by pretrain.synthetic_weight. Same run directory,
     checkpoints, resume, logs and exit code 75 on SIGTERM/SIGINT as train, plus recon.png every
     pretrain.recon_every steps. Fine-tune with `train --set model.pretrain_init=RUN_DIR`.
+    The same loop as train, with train.method=masked_video.
     """
     from svformer.config import load_config
     from svformer.train import EXIT_STOPPED, TrainingStopped
     from svformer.train import train as run_training
 
     _setup_logging()
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, [*overrides, "train.method=masked_video"])
     try:
-        run_dir = run_training(cfg, method="masked_video")
+        run_dir = run_training(cfg)
     except TrainingStopped as stopped:
         click.echo(str(stopped), err=True)
         sys.exit(EXIT_STOPPED)

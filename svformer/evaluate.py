@@ -17,6 +17,7 @@ from svformer.config import Config, parse_views
 from svformer.data import eval_loader
 from svformer.deepspeed_setup import all_sum
 from svformer.errors import UserError
+from svformer.methods import method_class
 from svformer.run_dir import build_trained_model, load_trained, pick_models
 from svformer.views import normalize
 
@@ -143,7 +144,7 @@ def evaluate(
     if rank == 0:
         from svformer.reports import write_report
 
-        write_report(out, results, predictions, cfg, Path(ckpt))
+        write_report(out, results, predictions, cfg, Path(ckpt), method_class(cfg.train.method).log_keys)
     return results
 
 
