@@ -13,7 +13,7 @@ from _runs import tiny_config
 from svformer.config import load_config
 from svformer.errors import UserError
 from svformer.methods import METHODS, Supervised, register
-from svformer.methods.supervised import labeled_loss
+from svformer.methods.supervised import labeled_loss, supervised_logs
 from svformer.train import train
 
 
@@ -36,7 +36,7 @@ class Toy(Supervised):
         ToyLog.losses.append(step)
         self.calls += 1
         loss = labeled_loss(self.ctx.student, batch["labeled"], self.ctx.cfg.data.mean, self.ctx.cfg.data.std)
-        logs = Supervised.loss(self, batch, step)[1]
+        logs = supervised_logs(loss)
         logs.means["loss_toy"] = torch.tensor(float(self.calls))
         return loss, logs
 
