@@ -176,7 +176,7 @@ def split(list_path: str, labeled: float, val: float, seed: int, out: str) -> No
     Paths are written as in the input list, so prep the outputs with `--data-root` set to the input
     list's directory when its paths are relative.
     """
-    from prep.lists import split_list
+    from prep.split import split_list
 
     written = split_list(list_path, out, labeled=labeled, val=val, seed=seed)
     counts = {name: path.read_text(encoding="utf-8").count("\n") for name, path in written.items()}
@@ -276,9 +276,9 @@ def prep(
     Bad videos are skipped and recorded with file, line and reason (failures.tsv, manifest.json).
     A rerun after an interruption keeps the finished shards and produces the same bytes.
     """
-    from prep.decode import DecodeSettings
-    from prep.lists import read_class_names
     from prep.shards import parse_part, parse_size, prep_list
+    from svformer.lists import read_class_names
+    from svformer.video.decode import DecodeSettings
 
     _data_logging()
     class_names = read_class_names(classes_path, num_classes) if classes_path else None

@@ -15,12 +15,12 @@ import torch
 import webdataset as wds
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from prep.decode import DecodeSettings, jpeg_qscale
 from prep.inspect_shards import iter_members
-from prep.jpeg import JpegError, jpeg_size, split_jpeg_stream
-from prep.lists import read_list
 from prep.shards import parse_part, parse_size, prep_list
 from svformer.errors import UserError
+from svformer.lists import read_list
+from svformer.video.decode import DecodeSettings, jpeg_qscale
+from svformer.video.jpeg import JpegError, jpeg_size, split_jpeg_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "cli.py")]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from prep.ffmpeg_bin import ffmpeg_exe
 from prep.inspect_shards import iter_members
-from prep.lists import read_list
 from prep.shards import prep_list
 from svformer.errors import UserError
+from svformer.lists import read_list
+from svformer.video.ffmpeg_bin import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

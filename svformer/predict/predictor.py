@@ -1,6 +1,6 @@
 """`Predictor`: a trained model applied to raw video files, decoded exactly as its shards were made.
 
-A video goes through prep's own ffmpeg decoding (`prep.decode.decode_video`) with the prep
+A video goes through prep's own ffmpeg decoding (`svformer.video.decode.decode_video`) with the prep
 settings recorded in the checkpoint (short side, fps cap, JPEG quality), which yields the very JPEG
 bytes its shard sample would hold. From those bytes the views are cut the way the eval stream cuts
 them (uniform clip starts, `decode_frames`, `views.test_views`) and scored with `view_logits`, so a
@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from prep.decode import DecodeError, DecodeSettings, decode_video
 from svformer.config import Config, DataConfig, parse_views
 from svformer.data.clips import SampleError, eval_views
 from svformer.errors import UserError
+from svformer.video.decode import DecodeError, DecodeSettings, decode_video
 from svformer.views import test_views
 
 log = logging.getLogger(__name__)
