@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prep.tarfmt import file_sha256
 from svformer.errors import UserError
+from svformer.files import file_sha256
 
 SAMPLE_FIELDS = ("key", "label", "num_frames", "height", "width", "fps", "source")
 

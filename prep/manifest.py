@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prep.tarfmt import file_sha256
 from svformer.errors import UserError
-from svformer.files import write_atomic
+from svformer.files import file_sha256, write_atomic
 from svformer.lists import Failure
 
 log = logging.getLogger(__name__)
