@@ -16,7 +16,7 @@ import torch
 
 from svformer import run_dir as runs
 from svformer.config import Config, load_config, save_config
-from svformer.data import read_manifest
+from svformer.data import data_info, read_manifest
 from svformer.deepspeed_setup import (
     all_sum,
     autocast_context,
@@ -175,7 +175,7 @@ def train(cfg: Config, method: str | None = None) -> Path:
         log.info("resumed from %s at step %d", ckpt, step)
     streams = method_.open_streams(step)
     batches = {name: iter(stream) for name, stream in streams.items()}
-    data = runs.data_info(cfg)
+    data = data_info(cfg)
     monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0, desc=kind)
     monitor.message(
         f"svformer {kind}: {world} process(es) on {device}, {precision_name(ds)}, "

@@ -144,9 +144,8 @@ class Resumed:
 
 
 def saved_world_size(ckpt: Path) -> int:
-    """The number of processes a checkpoint was written by (its rng-rank files when state.pt predates the field)."""
-    state = torch.load(ckpt / "state.pt", weights_only=True)
-    return int(state.get("world_size") or len(list(ckpt.glob("rng-rank*.pt"))) or 1)
+    """The number of processes a checkpoint was written by."""
+    return int(torch.load(ckpt / "state.pt", weights_only=True)["world_size"])
 
 
 def load(engine, method, ckpt: Path) -> Resumed:
@@ -166,8 +165,6 @@ def load(engine, method, ckpt: Path) -> Resumed:
     method_file = ckpt / "method.pt"
     if method_file.exists():
         method.load_state_dict(torch.load(method_file, map_location="cpu", weights_only=True))
-    elif (ckpt / "teacher.pt").exists():  # checkpoints written before methods were objects
-        method.load_state_dict({"teacher": torch.load(ckpt / "teacher.pt", map_location="cpu", weights_only=True)})
     rng_file = ckpt / f"rng-rank{rank}.pt"
     if rng_file.exists() and saved_world == _world():
         set_rng_state(torch.load(rng_file, weights_only=False), method.generator)

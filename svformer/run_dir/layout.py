@@ -38,15 +38,12 @@ def step_of(ckpt: Path) -> int:
 
 
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Committed checkpoint directories of a run (renamed from .tmp), oldest first; not yet verified."""
+    """Committed checkpoint directories of a run (renamed from .tmp, so holding an index), oldest first;
+    not yet verified."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [
-        p
-        for p in root.iterdir()
-        if p.is_dir() and STEP_DIR.match(p.name) and ((p / INDEX).exists() or (p / "state.pt").exists())
-    ]
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / INDEX).exists()]
     return sorted(found, key=step_of)
 
 
@@ -64,8 +61,6 @@ def verify(ckpt: Path) -> None:
     """Raise CorruptCheckpoint (one line naming the first bad file) unless every indexed file matches."""
     index_file = ckpt / INDEX
     if not index_file.exists():
-        if (ckpt / "state.pt").exists():  # written before checkpoints had an index: trusted as before
-            return
         raise CorruptCheckpoint(f"{ckpt}: no {INDEX}; not a complete svformer checkpoint")
     try:
         files = json.loads(index_file.read_text())["files"]

@@ -39,7 +39,7 @@ class TrainedWeights:
     states: dict[str, dict[str, torch.Tensor]]
     source: Path
     data: dict = field(default_factory=dict)
-    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (see `data_info`)."""
+    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (`svformer.data.data_info`)."""
 
 
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
@@ -63,9 +63,7 @@ def _from_checkpoint_dir(ckpt: Path) -> TrainedWeights:
         teacher = _torch_load(method_file).get("teacher")
         if teacher is not None:
             states["teacher"] = teacher
-    elif (ckpt / "teacher.pt").exists():
-        states["teacher"] = _torch_load(ckpt / "teacher.pt")
-    data = json.loads((ckpt / "data.json").read_text()) if (ckpt / "data.json").exists() else {}
+    data = json.loads((ckpt / "data.json").read_text())
     return TrainedWeights(config, step_of(ckpt), states, ckpt, data)
 
 
@@ -84,7 +82,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise UserError(f"--ckpt {path} does not exist")
-    if (path / "config.yaml").exists() and ((path / INDEX).exists() or (path / "state.pt").exists()):
+    if (path / "config.yaml").exists() and (path / INDEX).exists():
         return path
     ckpt = latest_checkpoint(path)
     if ckpt is None:
@@ -145,36 +143,6 @@ def build_trained_model(weights: TrainedWeights, name: str, device: torch.device
             f"{weights.source}: {name} weights do not fit the saved config's model ({load_error_detail(err)})"
         ) from None
     return model.to(device).eval()
-
-
-# ---------------------------------------------------------------- data provenance
-
-
-def data_info(cfg: Config) -> dict:
-    """The prep settings and class names of the run's shards, recorded in every checkpoint and export
-    so that `predict` decodes a raw video exactly as its training shards were made."""
-    from svformer.data import read_manifest
-
-    prep: dict = {}
-    names = None
-    for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
-        if not Path(spec).is_dir():
-            continue
-        try:
-            manifest = read_manifest(spec)
-        except UserError:
-            continue
-        settings = manifest.get("settings", {})
-        if not prep and "short_side" in settings:
-            prep = {k: settings[k] for k in ("short_side", "fps", "quality") if k in settings}
-        if names is None and isinstance(manifest.get("class_names"), list):
-            names = manifest["class_names"]
-    if names is None:
-        from svformer.reports import class_names
-
-        found = class_names(cfg)
-        names = None if found == [str(i) for i in range(cfg.model.num_classes)] else found
-    return {"prep": prep, "class_names": names}
 
 
 # ---------------------------------------------------------------- export: one safetensors file
