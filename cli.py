@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""svformer command line: synth, split, prep, inspect, train, eval, export, predict, bench.
+"""svformer command line: synth, split, prep, inspect, train, pretrain, eval, export, predict, bench.
 
 Each command parses its flags, loads what it needs and calls one library function. Mistakes a user
 can fix (a missing file, a bad flag, an unknown config key) print one line and exit 2.
@@ -15,6 +15,9 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from svformer.errors import UserError  # noqa: E402
+
+# Each command imports the library it runs inside its function: `--help`, `synth` and `split` start
+# without loading torch, deepspeed or PyAV (seconds each on a small machine).
 
 
 def _strip_launcher_args(argv: list[str]) -> list[str]:

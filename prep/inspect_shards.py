@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+from torchvision.io import decode_jpeg
+
 from svformer.data import read_manifest
 from svformer.data.tarread import read_shard
 from svformer.errors import UserError
@@ -38,9 +41,6 @@ def shard_paths(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
 
 def _verify_sample(meta: dict[str, Any], blob: bytes) -> list[str]:
     """Problems with one sample's JPEG blob versus its JSON (decodes every frame)."""
-    import torch
-    from torchvision.io import decode_jpeg
-
     sizes = meta.get("frame_sizes") or []
     if len(sizes) != meta.get("num_frames"):
         return [f"{len(sizes)} frame_sizes for num_frames={meta.get('num_frames')}"]

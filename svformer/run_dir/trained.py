@@ -7,12 +7,15 @@ Accepts a run directory (its newest intact checkpoint), a checkpoint directory o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from svformer.config import Config, from_dict, load_config, to_dict
 from svformer.errors import UserError, load_error_detail
@@ -152,10 +155,6 @@ def save_exported(
     path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict, num_classes: int
 ) -> Path:
     """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename)."""
-    import os
-
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
@@ -181,8 +180,6 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]
     Raises:
         UserError: missing file, not safetensors, or a safetensors file not written by svformer.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"exported model {path} does not exist")
