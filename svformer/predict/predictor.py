@@ -1,6 +1,6 @@
 """`Predictor`: a trained model applied to raw video files, decoded exactly as its shards were made.
 
-A video goes through prep's own ffmpeg decoding (`svformer.video.decode.decode_video`) with the prep
+A video goes through the ffmpeg decoding prep uses (`svformer.video.decode.decode_video`) with the prep
 settings recorded in the checkpoint (short side, fps cap, JPEG quality), which yields the very JPEG
 bytes its shard sample would hold. From those bytes the views are cut the way the eval stream cuts
 them (uniform clip starts, `decode_frames`, `views.test_views`) and scored with `view_logits`, so a
