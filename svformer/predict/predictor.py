@@ -130,7 +130,7 @@ class Predictor:
             views: "CxS", C temporal clips x S spatial crops (1 or 3) per video, as `eval --views`.
             device: default CUDA when available, else CPU.
             decode: override the prep settings recorded in the checkpoint (needed when its shards were
-                not read from prep directories, so it records none).
+                not prep output directories, so it records none).
         Raises:
             UserError: nothing usable at `path`, a damaged checkpoint, no such model in it.
         """
@@ -287,7 +287,7 @@ def _decode_settings(prep: dict, source: Path) -> DecodeSettings:
     """DecodeSettings from a checkpoint's recorded prep settings (prep's defaults, with a warning, if none)."""
     if not prep.get("short_side"):
         log.warning(
-            "%s records no prep settings (its shards were not read from prep directories): "
+            "%s records no prep settings (its shards were not prep output directories): "
             "decoding with prep's defaults %s; predictions may differ from eval's",
             source,
             DecodeSettings(),
