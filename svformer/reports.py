@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from svformer.config import Config
+from svformer.data import class_names
 from svformer.files import write_atomic
 
 RECON_FRAMES_SHOWN = 8
@@ -24,27 +25,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def class_names(cfg: Config) -> list[str]:
-    """Names from a `classes.txt` in a shard directory, its prep data root or beside its list
-    (as `synth` writes one); else the label numbers."""
-    candidates = []
-    for directory in (Path(cfg.data.val), Path(cfg.data.labeled)):
-        candidates.append(directory / "classes.txt")
-        manifest = directory / "manifest.json"
-        if manifest.exists():
-            settings = json.loads(manifest.read_text()).get("settings", {})
-            for key in ("data_root", "list"):
-                if settings.get(key):
-                    base = Path(settings[key])
-                    candidates += [base / "classes.txt", base.parent / "classes.txt"]
-    for names_file in candidates:
-        if names_file.is_file():
-            names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-            if len(names) == cfg.model.num_classes:
-                return names
-    return [str(i) for i in range(cfg.model.num_classes)]
 
 
 def confusion_matrix(labels: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 
 from svformer import run_dir
 from svformer.config import Config, load_config, save_config
+from svformer.data import data_info
 from svformer.deepspeed_setup import (
     all_sum,
     autocast_context,
@@ -130,7 +131,7 @@ def train(cfg: Config) -> Path:
     step = run_dir.load(engine, method, ckpt).step if ckpt is not None else 0
     streams = method.open_streams(step)
     batches = {name: iter(stream) for name, stream in streams.items()}
-    provenance = run_dir.data_info(cfg)
+    provenance = data_info(cfg)
     monitor = Monitor(cfg.output_dir, step, cfg.train.max_steps, rank == 0, method.name, _bar_keys(method))
     monitor.message(_banner(cfg, method, world, device, ds, step))
     clips_per_step = cfg.data.batch_size * cfg.train.grad_accum * world  # of the first stream: the epoch's unit

@@ -20,6 +20,7 @@ from torch import nn
 from svformer.config import ModelConfig
 from svformer.errors import UserError
 from svformer.model import resize_pos_embed, resize_time_embed
+from svformer.run_dir import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,6 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, option: str = "-
     Raises:
         UserError: nothing usable at `path`, not a pretraining checkpoint, or keys/shapes that do not fit.
     """
-    from svformer.run_dir import load_trained
-
     weights = load_trained(path, option)
     source = weights.source
     student = weights.states.get("student")

@@ -173,10 +173,10 @@ def test_method_step_and_recon_png(tmp_path):
 
 
 def test_synthetic_pretraining_set_is_unlabeled_varied_and_preps(tmp_path):
-    from prep.decode import DecodeSettings
     from prep.shards import prep_list
     from prep.synth import SHAPES as MOTION_SHAPES
     from prep.synth_pretrain import STAGES, render_scene, sample_scene, synthesize_pretrain
+    from svformer.video.decode import DecodeSettings
 
     scenes = [sample_scene(np.random.default_rng([0, i])) for i in range(200)]
     assert {s.stage for s in scenes} == set(range(len(STAGES)))

@@ -7,12 +7,15 @@ Accepts a run directory (its newest intact checkpoint), a checkpoint directory o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from svformer.config import Config, from_dict, load_config, to_dict
 from svformer.errors import UserError, load_error_detail
@@ -40,7 +43,7 @@ class TrainedWeights:
     states: dict[str, dict[str, torch.Tensor]]
     source: Path
     data: dict = field(default_factory=dict)
-    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (see `data_info`)."""
+    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (`svformer.data.data_info`)."""
 
 
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
@@ -62,9 +65,7 @@ def _from_checkpoint_dir(ckpt: Path) -> TrainedWeights:
     method_file = ckpt / "method.pt"
     if method_file.exists():  # the method's own saved models (`Method.saved_models`), e.g. SVFormer's teacher
         states.update(_torch_load(method_file).get("models", {}))
-    elif (ckpt / "teacher.pt").exists():
-        states["teacher"] = _torch_load(ckpt / "teacher.pt")
-    data = json.loads((ckpt / "data.json").read_text()) if (ckpt / "data.json").exists() else {}
+    data = json.loads((ckpt / "data.json").read_text())
     return TrainedWeights(config, step_of(ckpt), states, ckpt, data)
 
 
@@ -84,7 +85,7 @@ def resolve_checkpoint(path: str | Path, option: str = "--ckpt") -> Path:
         return path
     if not path.is_dir():
         raise UserError(f"{option} {path} does not exist")
-    if (path / "config.yaml").exists() and ((path / INDEX).exists() or (path / "state.pt").exists()):
+    if (path / "config.yaml").exists() and (path / INDEX).exists():
         return path
     ckpt = latest_checkpoint(path)
     if ckpt is None:
@@ -140,36 +141,6 @@ def build_trained_model(weights: TrainedWeights, name: str, device: torch.device
     return model.to(device).eval()
 
 
-# ---------------------------------------------------------------- data provenance
-
-
-def data_info(cfg: Config) -> dict:
-    """The prep settings and class names of the run's shards, recorded in every checkpoint and export
-    so that `predict` decodes a raw video exactly as its training shards were made."""
-    from svformer.data import read_manifest
-
-    prep: dict = {}
-    names = None
-    for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
-        if not Path(spec).is_dir():
-            continue
-        try:
-            manifest = read_manifest(spec)
-        except UserError:
-            continue
-        settings = manifest.get("settings", {})
-        if not prep and "short_side" in settings:
-            prep = {k: settings[k] for k in ("short_side", "fps", "quality") if k in settings}
-        if names is None and isinstance(manifest.get("class_names"), list):
-            names = manifest["class_names"]
-    if names is None:
-        from svformer.reports import class_names
-
-        found = class_names(cfg)
-        names = None if found == [str(i) for i in range(cfg.model.num_classes)] else found
-    return {"prep": prep, "class_names": names}
-
-
 # ---------------------------------------------------------------- export: one safetensors file
 
 
@@ -177,10 +148,6 @@ def save_exported(
     path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict, num_classes: int
 ) -> Path:
     """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename)."""
-    import os
-
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
@@ -206,8 +173,6 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]
     Raises:
         UserError: missing file, not safetensors, or a safetensors file not written by svformer.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"exported model {path} does not exist")
