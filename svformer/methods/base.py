@@ -139,7 +139,7 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
 def method_class(name: str) -> type[Method]:
     """The method registered as `name`, or one line naming `train.method` and the choices."""
     if name not in METHODS:
-        raise UserError(f"unknown train.method {name!r}; choose one of {', '.join(METHODS)}")
+        raise UserError(f"unknown train.method {name!r}; choose one of {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
