@@ -28,6 +28,7 @@ import ffmpeg
 
 from prep.ffmpeg_bin import ffmpeg_exe
 from prep.jpeg import JpegError, jpeg_size, split_jpeg_stream
+from svformer.preemption import Stopped, ffmpeg_stopped
 
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 
@@ -218,6 +219,8 @@ def decode_video(path: str, settings: DecodeSettings, timeout_s: float = 600.0) 
     except subprocess.TimeoutExpired:
         raise DecodeError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
     stderr = proc.stderr.decode("utf-8", "replace")
+    if ffmpeg_stopped(proc.returncode, stderr):  # a job-wide SIGTERM/SIGINT, not a bad video: nothing to record
+        raise Stopped(f"prep stopped: ffmpeg was signalled while decoding {path}; rerun the same command to finish")
     if proc.returncode != 0:
         raise DecodeError(_ffmpeg_reason(proc.returncode, stderr))
     try:
