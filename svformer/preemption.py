@@ -74,17 +74,20 @@ class StopRequest:
         if self.interrupt is not None:
             raise Stopped(self.interrupt.format(signal=signal_name(signum)))
 
-    def restore(self) -> None:
-        """Put back the handlers that were there before."""
+    def restore(self, stopping: bool = False) -> None:
+        """Put back the handlers that were there before; when stopping (a signal arrived), ignore the stop
+        signals instead: the process is on its way out, and a late duplicate must not turn its exit code
+        into death by SIGTERM."""
+        stopping = stopping or self.signal is not None
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if stopping and sig in STOP_SIGNALS else handler)
         self.previous = {}
 
     def __enter__(self) -> StopRequest:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.restore()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        self.restore(stopping=isinstance(exc, Stopped))  # also a Stopped raised elsewhere (ffmpeg signalled)
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
