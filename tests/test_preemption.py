@@ -63,7 +63,7 @@ def jobs():
         job.kill()
 
 
-def wait_for_step(run: Path, step: int, job: Job, deadline_s: float = 400) -> None:
+def wait_for_step(run: Path, step: int, job: Job, deadline_s: float = 600) -> None:
     deadline = time.time() + deadline_s
     jsonl = run / "metrics.jsonl"
     while not (jsonl.exists() and any(json.loads(line)["step"] >= step for line in jsonl.read_text().splitlines())):
