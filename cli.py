@@ -15,6 +15,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from svformer.errors import UserError  # noqa: E402
+from svformer.preemption import EXIT_STOPPED, Stopped  # noqa: E402
 
 # Each command imports the library it runs inside its function: `--help`, `synth` and `split` start
 # without loading torch, deepspeed or PyAV (seconds each on a small machine).
@@ -34,7 +35,7 @@ def _strip_launcher_args(argv: list[str]) -> list[str]:
 
 
 class Group(click.Group):
-    """A click group that turns UserError into one line on stderr and exit code 2."""
+    """A click group that turns UserError into one line on stderr and exit code 2, Stopped into exit code 75."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -42,6 +43,9 @@ class Group(click.Group):
         except UserError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
+        except Stopped as stopped:  # SIGTERM/SIGINT: outputs left resumable (svformer/preemption.py)
+            click.echo(str(stopped), err=True)
+            ctx.exit(EXIT_STOPPED)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -30,6 +30,7 @@ from prep.tarfmt import ShardWriter, archive_size, sample_members
 from svformer.errors import UserError
 from svformer.files import write_atomic
 from svformer.lists import Entry, Failure, read_list
+from svformer.preemption import StopRequest
 from svformer.video.decode import Decoded, DecodeError, DecodeSettings, decode_video
 from svformer.video.ffmpeg_bin import ffmpeg_version
 
@@ -225,7 +226,9 @@ def prep_list(
         )
     failures = failures + [Failure(**f) for meta in sidecars for f in meta["failures"]]
     roller = _Roller(out, naming, run_id, shard_size, sidecars)
-    _run(entries, start, settings, roller, failures, workers or os.cpu_count() or 1, progress, out.name)
+    # A signal stops at once: the shard being written stays a temp file (the rerun deletes it), finished ones stay.
+    with StopRequest(interrupt=f"prep stopped by {{signal}}: finished shards in {out} kept; rerun the same command"):
+        _run(entries, start, settings, roller, failures, workers or os.cpu_count() or 1, progress, out.name)
     settings_doc = dict(
         doc,
         part=None if part is None else f"{part[0]}/{part[1]}",

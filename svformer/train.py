@@ -10,7 +10,6 @@ names no method.
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 
 import torch
@@ -31,15 +30,13 @@ from svformer.evaluate import quick_accuracy
 from svformer.methods import Context, Method, build_method, method_class
 from svformer.monitor import Monitor
 from svformer.optim import build_optimizer, lr_factor
+from svformer.preemption import EXIT_STOPPED, Stopped, StopRequest  # noqa: F401 (EXIT_STOPPED: the CLI's)
 
 log = logging.getLogger(__name__)
 ARCH_KEYS = ("variant", "num_classes", "patch_size", "embed_dim", "depth", "num_heads")
-EXIT_STOPPED = 75
-"""Exit code after SIGTERM/SIGINT: the step finished, a checkpoint was saved; rerun the same command
-to resume (75 is EX_TEMPFAIL, "try again later")."""
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(Stopped):
     """Raised after a signal-requested stop has saved its checkpoint; the CLI exits with EXIT_STOPPED."""
 
 
@@ -52,28 +49,6 @@ def check_same_model(ckpt: Path, cfg: Config) -> None:
                 f"{ckpt}: written for model.{key}={getattr(saved.model, key)!r}, the config says "
                 f"{getattr(cfg.model, key)!r}; use another train.output_dir or the same model"
             )
-
-
-class StopRequest:
-    """SIGTERM/SIGINT set a flag that the loop reads once per step (all ranks agree through the step's
-    all-reduce): the step finishes, a checkpoint is saved, the run stops. A second signal stops at once."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        # A file-size limit (ulimit -f) then fails a checkpoint write with EFBIG, which `run_dir.save`
-        # reports in one line, instead of killing the process mid-write.
-        self.previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.signal is not None:  # asked twice: give up the clean stop
-            self.restore()
-            signal.raise_signal(signum)
-        self.signal = signum
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:

@@ -33,6 +33,7 @@ from svformer.data.stages import (
 )
 from svformer.data.tarread import TarSamples
 from svformer.errors import UserError
+from svformer.preemption import ignore_stop_signals
 
 log = logging.getLogger("svformer.data")
 
@@ -75,6 +76,7 @@ def _web_loader(pipeline: wds.DataPipeline, workers: int, persistent: bool) -> w
         collate_fn=identity,
         persistent_workers=persistent and workers > 0,
         pin_memory=torch.cuda.is_available(),
+        worker_init_fn=ignore_stop_signals,  # a job-wide SIGTERM must reach the rank, not kill its workers
     )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import av
 import ffmpeg
 
+from svformer.preemption import Stopped, ffmpeg_stopped
 from svformer.video.ffmpeg_bin import ffmpeg_exe
 from svformer.video.jpeg import JpegError, jpeg_size, split_jpeg_stream
 
@@ -218,6 +219,8 @@ def decode_video(path: str, settings: DecodeSettings, timeout_s: float = 600.0) 
     except subprocess.TimeoutExpired:
         raise DecodeError(f"ffmpeg timed out after {timeout_s:.0f} s") from None
     stderr = proc.stderr.decode("utf-8", "replace")
+    if ffmpeg_stopped(proc.returncode, stderr):  # a job-wide SIGTERM/SIGINT, not a bad video: nothing to record
+        raise Stopped(f"prep stopped: ffmpeg was signalled while decoding {path}; rerun the same command to finish")
     if proc.returncode != 0:
         raise DecodeError(_ffmpeg_reason(proc.returncode, stderr))
     try:
