@@ -21,9 +21,14 @@ PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel")
 
 
+def exe(name: str) -> str:
+    """The path of a Slurm or munge program (the daemons live in /usr/sbin, often not on PATH)."""
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
 def install() -> str | None:
     """Install slurm-wlm and munge with apt-get when they are missing; None, or why they cannot be."""
-    if all(shutil.which(d) or Path("/usr/sbin", d).exists() for d in DAEMONS):
+    if all(Path(exe(d)).exists() for d in DAEMONS):
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return "slurm-wlm and munge are not installed, and apt-get as root is not available to install them"
@@ -33,7 +38,8 @@ def install() -> str | None:
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             return f"`{' '.join(cmd)}` failed: {last[0]}"
-    return None
+    missing = [d for d in DAEMONS if not Path(exe(d)).exists()]
+    return f"installed {' and '.join(PACKAGES)}, but {missing} are still missing" if missing else None
 
 
 def _free_port() -> int:
@@ -44,7 +50,7 @@ def _free_port() -> int:
 
 def _node_line() -> str:
     """This machine's NodeName line from `slurmd -C` (real CPUs, sockets, cores, memory)."""
-    out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run([exe("slurmd"), "-C"], capture_output=True, text=True, timeout=60, check=True).stdout
     fields = dict(re.findall(r"(\w+)=(\S+)", out.splitlines()[0]))
     keep = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
     return " ".join(f"{k}={fields[k]}" for k in keep if k in fields)
@@ -114,13 +120,13 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         self._write_config()
         self._start(
             "munged",
-            ["munged", "-F", f"--socket={r}/munge.sock", f"--key-file={key}", f"--pid-file={r}/munged.pid",
+            [exe("munged"), "-F", f"--socket={r}/munge.sock", f"--key-file={key}", f"--pid-file={r}/munged.pid",
              f"--seed-file={r}/munged.seed", f"--log-file={r}/munged.file.log"],
         )  # fmt: skip
         self._wait(lambda: (r / "munge.sock").exists(), timeout, "munged did not create its socket")
-        self._start("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)])
+        self._start("slurmctld", [exe("slurmctld"), "-D", "-f", str(self.conf)])
         self._wait(lambda: self.scontrol("ping").returncode == 0, timeout, "slurmctld does not answer")
-        self._start("slurmd", ["slurmd", "-D", "-f", str(self.conf)])
+        self._start("slurmd", [exe("slurmd"), "-D", "-f", str(self.conf)])
         self._wait(lambda: "idle" in self.node_state(), timeout, "the node did not become idle")
 
     def _wait(self, ready, timeout: float, what: str) -> None:
