@@ -4,6 +4,7 @@ resubmitted job resumes from it; the time-limit warning checkpoints, requeues, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -46,6 +47,10 @@ def _job_env() -> dict:
     """What the jobs inherit (sbatch passes the submitter's environment): the venv first on PATH."""
     out = env()
     out["PATH"] = f"{VENV_BIN}:{out['PATH']}"
+    # DeepSpeed compiles its CPU comm op on first use into a cache shared by every checkout on the
+    # machine, rebuilt (minutes, under a lock) whenever another venv path asks: keep one per venv.
+    venv = hashlib.sha256(str(VENV_BIN).encode()).hexdigest()[:12]
+    out["TORCH_EXTENSIONS_DIR"] = str(Path.home() / ".cache" / "torch_extensions" / f"venv-{venv}")
     return out
 
 
