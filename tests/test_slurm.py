@@ -48,9 +48,12 @@ def _job_env() -> dict:
     out = env()
     out["PATH"] = f"{VENV_BIN}:{out['PATH']}"
     # DeepSpeed compiles its CPU comm op on first use into a cache shared by every checkout on the
-    # machine, rebuilt (minutes, under a lock) whenever another venv path asks: keep one per venv.
-    venv = hashlib.sha256(str(VENV_BIN).encode()).hexdigest()[:12]
-    out["TORCH_EXTENSIONS_DIR"] = str(Path.home() / ".cache" / "torch_extensions" / f"venv-{venv}")
+    # machine, rebuilt (minutes, under a lock) whenever another interpreter path asks. One path for
+    # both job forms (the launcher's, from its #! line) and a cache of its own keep it to one build.
+    python = (VENV_BIN / "deepspeed").read_text().splitlines()[0].removeprefix("#!").strip()
+    out["PYTHON"] = python
+    key = hashlib.sha256(python.encode()).hexdigest()[:12]
+    out["TORCH_EXTENSIONS_DIR"] = str(Path.home() / ".cache" / "torch_extensions" / f"python-{key}")
     return out
 
 
@@ -142,13 +145,18 @@ def _stopped_step(text: str) -> int:
 
 
 def _train_job(
-    slurm: LocalSlurm, config: Path, log: Path, sbatch_args: tuple[str, ...] = (), train_args: tuple[str, ...] = ()
+    slurm: LocalSlurm,
+    config: Path,
+    log: Path,
+    sbatch_args: tuple[str, ...] = (),
+    train_args: tuple[str, ...] = (),
+    procs: int = PROCS,
 ) -> str:
     """Submit configs/slurm/train.sbatch CONFIG TRAIN_ARGS from the checkout, as the README says."""
     return slurm.sbatch(
         "--cpus-per-task=2",
         f"--output={log}",
-        f"--export=ALL,PROCS_PER_NODE={PROCS}",
+        f"--export=ALL,PROCS_PER_NODE={procs}",
         *sbatch_args,
         str(TRAIN),
         str(config),
@@ -164,6 +172,7 @@ def _long_config(demo_shards: Path, tmp_path: Path) -> tuple[Path, Path]:
     return run, tiny_config(demo_shards, run, tmp_path / "c.yaml", train=train)
 
 
+@pytest.mark.timeout(1200)  # the first job may compile DeepSpeed's CPU comm op (minutes on a busy machine)
 def test_scancel_leaves_a_checkpoint_and_the_resubmitted_job_resumes_from_it(slurm, demo_shards, tmp_path):
     run, config = _long_config(demo_shards, tmp_path)
     log = tmp_path / "train-1.out"
@@ -176,15 +185,19 @@ def test_scancel_leaves_a_checkpoint_and_the_resubmitted_job_resumes_from_it(slu
     saved = {p.name for p in (run / "checkpoints" / f"step-{step:06d}").glob("rng-rank*.pt")}
     assert saved == {f"rng-rank{rank}.pt" for rank in range(PROCS)}
 
+    # resubmitted with 2 processes: the DeepSpeed launcher form (hostfile, --no_ssh, --node_rank)
     log = tmp_path / "train-2.out"
-    job = _train_job(slurm, config, log, train_args=("--set", f"train.max_steps={step + 2}"))
+    job = _train_job(slurm, config, log, train_args=("--set", f"train.max_steps={step + 2}"), procs=2)
     records = slurm.wait_for(job, _ended, 600, "ended")
     text = log.read_text()
     assert records[0]["JobState"] == "COMPLETED", text[-3000:]
-    assert f"resumed at step {step}" in text
+    assert f"resumed at step {step}" in text and "2 process(es)" in text
     assert _metrics_step(run) == step + 2
+    final = run / "checkpoints" / f"step-{step + 2:06d}"
+    assert {p.name for p in final.glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
 
 
+@pytest.mark.timeout(1200)
 def test_the_time_limit_warning_checkpoints_requeues_and_the_job_resumes(slurm, demo_shards, tmp_path):
     run, config = _long_config(demo_shards, tmp_path)
     log = tmp_path / "train.out"
