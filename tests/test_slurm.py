@@ -48,12 +48,9 @@ def _job_env() -> dict:
     out = env()
     out["PATH"] = f"{VENV_BIN}:{out['PATH']}"
     # DeepSpeed compiles its CPU comm op on first use into a cache shared by every checkout on the
-    # machine, rebuilt (minutes, under a lock) whenever another interpreter path asks. One path for
-    # both job forms (the launcher's, from its #! line) and a cache of its own keep it to one build.
-    python = (VENV_BIN / "deepspeed").read_text().splitlines()[0].removeprefix("#!").strip()
-    out["PYTHON"] = python
-    key = hashlib.sha256(python.encode()).hexdigest()[:12]
-    out["TORCH_EXTENSIONS_DIR"] = str(Path.home() / ".cache" / "torch_extensions" / f"python-{key}")
+    # machine, rebuilt (minutes, under a lock) whenever another interpreter path asks: keep one per venv.
+    venv = hashlib.sha256(str(VENV_BIN).encode()).hexdigest()[:12]
+    out["TORCH_EXTENSIONS_DIR"] = str(Path.home() / ".cache" / "torch_extensions" / f"venv-{venv}")
     return out
 
 
@@ -127,7 +124,7 @@ def _metrics_step(run: Path) -> int:
     return max(steps, default=-1)
 
 
-def _wait_for_step(slurm: LocalSlurm, job: str, run: Path, step: int, log: Path, timeout: float = 400) -> None:
+def _wait_for_step(slurm: LocalSlurm, job: str, run: Path, step: int, log: Path, timeout: float = 900) -> None:
     deadline = time.time() + timeout
     while _metrics_step(run) < step:
         state = slurm.job(job)[0]["JobState"]
