@@ -146,8 +146,11 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         return "\n".join(parts)
 
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        """A Slurm client command against this cluster."""
-        done = subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=60)
+        """A Slurm client command against this cluster (exit code 124 when slurmctld does not answer in time)."""
+        try:
+            done = subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:  # a busy machine can stall slurmctld; pollers ask again
+            done = subprocess.CompletedProcess(list(cmd), 124, "", "no answer in 120 s")
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip()}\n{self.logs()}")
         return done
@@ -178,6 +181,11 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         """`scontrol show job` fields, one dict per job (an array job gives one per task)."""
         out = self.scontrol("show", "job", "--oneliner", job_id).stdout
         return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
+
+    def state(self, job_id: str) -> str:
+        """The job's JobState (of its first record); "" when slurmctld did not answer."""
+        records = self.job(job_id)
+        return records[0]["JobState"] if records else ""
 
     def wait_for(self, job_id: str, done, timeout: float, what: str) -> list[dict[str, str]]:
         """Poll `scontrol show job` until `done(records)`; raises AssertionError with the logs on timeout."""

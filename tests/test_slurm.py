@@ -72,9 +72,9 @@ def _samples(directory: Path) -> dict[str, dict[str, bytes]]:
 
 
 def test_the_prep_array_gives_the_samples_of_one_prep(slurm, demo_videos, tmp_path):
-    from prep.decode import DecodeSettings
     from prep.shards import prep_list
     from svformer.data import read_manifest
+    from svformer.video.decode import DecodeSettings
 
     options = ["--data-root", str(demo_videos), "--num-classes", "8", "--short-side", "64", "--fps", "15"]
     options += ["--shard-size", "200KB"]
@@ -127,9 +127,9 @@ def _metrics_step(run: Path) -> int:
 def _wait_for_step(slurm: LocalSlurm, job: str, run: Path, step: int, log: Path, timeout: float = 900) -> None:
     deadline = time.time() + timeout
     while _metrics_step(run) < step:
-        state = slurm.job(job)[0]["JobState"]
+        state = slurm.state(job)
         text = log.read_text() if log.exists() else ""
-        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job {job} {state}:\n{text[-3000:]}"
+        assert state in ("", "PENDING", "RUNNING", "CONFIGURING"), f"job {job} {state}:\n{text[-3000:]}"
         assert time.time() < deadline, f"training did not reach step {step}:\n{text[-3000:]}"
         time.sleep(0.5)
 
@@ -203,9 +203,10 @@ def test_the_time_limit_warning_checkpoints_requeues_and_the_job_resumes(slurm, 
     # What `#SBATCH --signal=B:USR1@300` makes slurmctld send near the time limit (USR1 to the batch
     # script only), sent now instead of at a time-limit check (every 30 s, up to a minute early).
     slurm.run("scancel", "--batch", "--signal=USR1", job)
-    record = slurm.wait_for(job, lambda r: int(r[0].get("Restarts", "0")) >= 1, 300, "requeued")[0]
+    slurm.wait_for(job, lambda r: int(r[0].get("Restarts", "0")) >= 1, 300, "requeued")
+    record = slurm.wait_for(job, lambda r: r[0]["JobState"] != "COMPLETING", 120, "requeue settled")[0]
     if record["JobState"] == "PENDING" and record.get("Reason") == "BeginTime":
-        # slurmctld holds a requeued job back for a while (EligibleTime); start it now instead
+        # slurmctld holds a requeued job back for about 2 minutes (EligibleTime); start it now instead
         slurm.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     text = log.read_text()
     assert "time limit near" in text and "requeueing job" in text, text[-3000:]
@@ -213,7 +214,7 @@ def test_the_time_limit_warning_checkpoints_requeues_and_the_job_resumes(slurm, 
     assert (run / "checkpoints" / f"step-{step:06d}" / "index.json").exists()
     deadline = time.time() + 600  # --open-mode=append: the requeued run writes to the same log
     while f"resumed at step {step}" not in log.read_text():
-        assert slurm.job(job)[0]["JobState"] in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED"), log.read_text()
+        assert slurm.state(job) in ("", "PENDING", "RUNNING", "CONFIGURING", "REQUEUED"), log.read_text()
         assert time.time() < deadline, log.read_text()[-3000:]
         time.sleep(1)
     assert "(restart 1)" in log.read_text()
