@@ -8,9 +8,13 @@ from pathlib import Path
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through `<path>.tmp` and a rename (atomic on POSIX filesystems)."""
+    """Write `text` to `path` through `<path>.<pid>.tmp` and a rename (atomic on POSIX filesystems).
+
+    The pid keeps writers apart: two prep parts of a Slurm array that finish together both write
+    the merged manifest.json (the same text), and neither may rename the other's half-written temp.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
