@@ -318,6 +318,10 @@ def backbone_from_config(cfg: Config, pretrained_encoder: bool = True) -> nn.Mod
         load_official(model, cfg.model.official_init)
     elif cfg.model.imagenet_init:
         load_imagenet_vit(model, cfg.model.imagenet_init)
+    elif cfg.model.hf_init:
+        from svformer.interchange.hf import load_hf
+
+        load_hf(model, cfg.model.hf_init)
     elif cfg.model.pretrain_init and pretrained_encoder:
         load_pretrained_encoder(model, cfg.model.pretrain_init)
     return model
