@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +119,12 @@ def read_hf_dir(path: str | Path) -> tuple[Any, dict[str, torch.Tensor]]:
     if not isinstance(raw, dict) or raw.get("model_type") != "timesformer":
         kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
         raise UserError(f"{what}: not a TimeSformer (config.json model_type is {kind!r}, expected 'timesformer')")
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import TimesformerConfig
 
     try:
         config = TimesformerConfig.from_pretrained(str(path))
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, StrictDataclassError) as err:  # the last: a field of the wrong type
         raise UserError(f"{what}: config.json is not a TimesformerConfig ({str(err).splitlines()[0]})") from None
     index = path / "model.safetensors.index.json"
     if (path / "model.safetensors").is_file():
@@ -182,7 +181,7 @@ def load_hf(model: nn.Module, path: str | Path) -> dict[str, Any]:
     Raises:
         UserError: not a TimeSformer directory, or one whose sizes or weights do not fit the model (one line).
     """
-    from svformer.weight_import import _fit_embeddings, _first, _shape_mismatches
+    from svformer.weight_import import _first, _fit_embeddings, _shape_mismatches
 
     config, raw = read_hf_dir(path)
     what = f"model.hf_init={path}"

@@ -42,7 +42,10 @@ def load_export_source(ckpt: str | Path, which: str = "teacher") -> ExportSource
     data = dict(weights.data or {})
     if not data.get("prep") or data.get("class_names") is None:  # runs from before data.json: ask the manifests
         found = data_info(weights.config)
-        data = {"prep": data.get("prep") or found["prep"], "class_names": data.get("class_names") or found["class_names"]}
+        data = {
+            "prep": data.get("prep") or found["prep"],
+            "class_names": data.get("class_names") or found["class_names"],
+        }
     num_classes = weights.config.model.num_classes
     names = data.get("class_names")
     if names is None or len(names) != num_classes:
