@@ -139,7 +139,7 @@ def test_hf_export_of_a_run_names_its_classes_and_replaces_its_own_directory(tra
     result = CliRunner().invoke(
         cli.cli, ["export", "--ckpt", str(trained_run), "--format", "hf", "--out", str(tmp_path / "other")]
     )
-    assert result.exit_code != 0 and "is not a Hugging Face model directory" in str(result.exception or result.output)
+    assert result.exit_code != 0 and "is not a Hugging Face model directory" in result.output, result.output
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine\n"
 
 
