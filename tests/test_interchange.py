@@ -92,6 +92,7 @@ def trained_run(demo_shards, tmp_path_factory) -> Path:
 def test_hf_export_loads_in_transformers_with_no_missing_keys_and_gives_the_same_logits(random_export, tmp_path):
     from transformers import AutoImageProcessor, TimesformerForVideoClassification
 
+    from svformer.interchange.hf import load_hf
     from svformer.run_dir import build_trained_model, load_trained
 
     out = tmp_path / "hf"
@@ -109,6 +110,12 @@ def test_hf_export_loads_in_transformers_with_no_missing_keys_and_gives_the_same
         got = hf_model.eval()(pixel_values=clip.transpose(1, 2)).logits  # transformers takes (B, T, C, H, W)
     diff = float((got - expected).abs().max())
     assert diff < TOL, diff
+
+    back = build_trained_model(load_trained(random_export), "teacher")  # and back in with model.hf_init's loader
+    torch.nn.init.zeros_(back.head.weight)
+    assert load_hf(back, out)["head"] == "kept"
+    for key, value in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
 
     processor = AutoImageProcessor.from_pretrained(out)
     cfg = load_trained(random_export).config.data
@@ -170,7 +177,8 @@ def test_hf_init_from_a_timesformer_model_loads_the_backbone_exactly_and_starts_
     torch.manual_seed(0)
     with caplog.at_level("INFO", logger="svformer.interchange.hf"):
         model = backbone_from_config(cfg).eval()
-    assert "Hugging Face init from" in caplog.text and "head new (none there)" in caplog.text
+    assert f"Hugging Face init from {path} (TimesformerModel)" in caplog.text
+    assert "head new (none there)" in caplog.text
     clip = _clip(2, seed=3)
     with torch.no_grad():
         expected = hf_model(pixel_values=clip.transpose(1, 2)).last_hidden_state[:, 0]  # normed class token
@@ -180,12 +188,14 @@ def test_hf_init_from_a_timesformer_model_loads_the_backbone_exactly_and_starts_
     assert torch.equal(model.head.weight, fresh_head)  # the model's own new head, untouched
 
 
-def test_hf_init_keeps_a_classifier_with_this_many_classes_and_replaces_another(tmp_path):
+def test_hf_init_keeps_a_classifier_with_this_many_classes_and_replaces_another(tmp_path, caplog):
     from svformer.interchange.hf import load_hf
     from svformer.weight_import import backbone_from_config
 
     hf_model, path = _save_hf(tmp_path, "eight", classify=True, num_labels=8)
-    model = backbone_from_config(_config(tmp_path, hf_init=str(path))).eval()
+    with caplog.at_level("INFO", logger="svformer.interchange.hf"):
+        model = backbone_from_config(_config(tmp_path, hf_init=str(path))).eval()
+    assert "head kept (8 classes: class0, class1, class2, class3, ... (8 in all))" in caplog.text
     clip = _clip(3, seed=4)
     with torch.no_grad():
         diff = float((model(clip) - hf_model(pixel_values=clip.transpose(1, 2)).logits).abs().max())

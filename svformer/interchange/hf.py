@@ -223,13 +223,17 @@ def load_hf(model: nn.Module, path: str | Path) -> dict[str, Any]:
         raise UserError(f"{what}: weights do not fit this model: {'; '.join(parts)}")
     model.load_state_dict({**{k: v for k, v in target.items() if k.startswith("head.")}, **state}, strict=True)
     kind = (config.architectures or ["TimesformerModel"])[0]
-    num_labels = None if head_file is None else head_file.shape[0]
+    if keep_head:
+        names = [str(config.id2label.get(i, i)) for i in range(head_file.shape[0])]
+        head = f"kept ({len(names)} classes: {_first(names, 4)})"
+    else:
+        head = "new (none there)" if head_file is None else f"new ({head_file.shape[0]} classes there)"
     log.info(
         "Hugging Face init from %s (%s): %d tensors loaded; head %s; %s",
         path,
         kind,
         len(state),
-        "kept" if keep_head else ("new (none there)" if num_labels is None else f"new ({num_labels} classes there)"),
+        head,
         f"resized {', '.join(resized)}" if resized else "embeddings as saved",
     )
     return {
