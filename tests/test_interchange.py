@@ -45,6 +45,14 @@ def _config(tmp: Path, **model):
     return load_config(tiny_config(shards, tmp / "run", tmp / "c.yaml", model=model))
 
 
+def _student(cfg):
+    """The student network a run of `cfg` starts from: the config's TimeSformer with its outside weights."""
+    from svformer.model import build_from_config
+    from svformer.weight_import import load_configured_init
+
+    return load_configured_init(build_from_config(cfg), cfg.model)
+
+
 def _clip(batch: int, frames: int = 4, side: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 3, frames, side, side, generator=torch.Generator().manual_seed(seed))  # (B, C, T, H, W)
 
@@ -168,15 +176,14 @@ def _save_hf(tmp: Path, name: str, classify: bool, num_labels: int = 8, seed: in
 
 
 def test_hf_init_from_a_timesformer_model_loads_the_backbone_exactly_and_starts_a_new_head(tmp_path, caplog):
-    from svformer.weight_import import backbone_from_config
 
     hf_model, path = _save_hf(tmp_path, "base", classify=False, qkv_bias=False)
     cfg = _config(tmp_path, hf_init=str(path))
     torch.manual_seed(0)
-    fresh_head = backbone_from_config(_config(tmp_path)).head.weight.clone()
+    fresh_head = _student(_config(tmp_path)).head.weight.clone()
     torch.manual_seed(0)
     with caplog.at_level("INFO", logger="svformer.interchange.hf"):
-        model = backbone_from_config(cfg).eval()
+        model = _student(cfg).eval()
     assert f"Hugging Face init from {path} (TimesformerModel)" in caplog.text
     assert "head new (none there)" in caplog.text
     clip = _clip(2, seed=3)
@@ -190,11 +197,10 @@ def test_hf_init_from_a_timesformer_model_loads_the_backbone_exactly_and_starts_
 
 def test_hf_init_keeps_a_classifier_with_this_many_classes_and_replaces_another(tmp_path, caplog):
     from svformer.interchange.hf import load_hf
-    from svformer.weight_import import backbone_from_config
 
     hf_model, path = _save_hf(tmp_path, "eight", classify=True, num_labels=8)
     with caplog.at_level("INFO", logger="svformer.interchange.hf"):
-        model = backbone_from_config(_config(tmp_path, hf_init=str(path))).eval()
+        model = _student(_config(tmp_path, hf_init=str(path))).eval()
     assert "head kept (8 classes: class0, class1, class2, class3, ... (8 in all))" in caplog.text
     clip = _clip(3, seed=4)
     with torch.no_grad():
@@ -202,7 +208,7 @@ def test_hf_init_keeps_a_classifier_with_this_many_classes_and_replaces_another(
     assert diff < TOL, diff
 
     _, five = _save_hf(tmp_path, "five", classify=True, num_labels=5, seed=5)
-    model = backbone_from_config(_config(tmp_path)).eval()
+    model = _student(_config(tmp_path)).eval()
     head = model.head.weight.clone()
     report = load_hf(model, five)
     assert report["head"] == "new" and report["kind"] == "TimesformerForVideoClassification"
@@ -212,10 +218,9 @@ def test_hf_init_keeps_a_classifier_with_this_many_classes_and_replaces_another(
 def test_hf_init_resizes_position_and_time_embeddings_like_the_other_inits(tmp_path):
     from svformer.interchange.hf import load_hf
     from svformer.model import resize_pos_embed, resize_time_embed
-    from svformer.weight_import import backbone_from_config
 
     hf_model, path = _save_hf(tmp_path, "big", classify=False, image_size=48, num_frames=6)
-    model = backbone_from_config(_config(tmp_path))
+    model = _student(_config(tmp_path))
     report = load_hf(model, path)
     assert report["resized"] == ["pos_embed", "time_embed"]
     embeddings = hf_model.embeddings
@@ -227,7 +232,6 @@ def test_hf_init_refuses_in_one_line_what_is_not_a_timesformer_or_does_not_fit(t
     from transformers import ViTConfig, ViTModel
 
     from svformer.errors import UserError
-    from svformer.weight_import import backbone_from_config
 
     ViTModel(
         ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -243,7 +247,7 @@ def test_hf_init_refuses_in_one_line_what_is_not_a_timesformer_or_does_not_fit(t
     }
     for path, expected in cases.items():
         with pytest.raises(UserError) as err:
-            backbone_from_config(_config(tmp_path, hf_init=str(path)))
+            _student(_config(tmp_path, hf_init=str(path)))
         message = str(err.value)
         assert "\n" not in message and f"model.hf_init={path}" in message and expected in message, message
 

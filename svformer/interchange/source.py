@@ -34,18 +34,12 @@ def load_export_source(ckpt: str | Path, which: str = "teacher") -> ExportSource
     Raises:
         UserError: nothing usable at `ckpt`, or no such model in it.
     """
-    from svformer.run_dir import build_trained_model, data_info, load_trained, pick_models
+    from svformer.run_dir import build_trained_model, load_trained, pick_models
 
     weights = load_trained(ckpt)
     (name,) = pick_models(weights, which)
     model = build_trained_model(weights, name, "cpu")
-    data = dict(weights.data or {})
-    if not data.get("prep") or data.get("class_names") is None:  # runs from before data.json: ask the manifests
-        found = data_info(weights.config)
-        data = {
-            "prep": data.get("prep") or found["prep"],
-            "class_names": data.get("class_names") or found["class_names"],
-        }
+    data = weights.data
     num_classes = weights.config.model.num_classes
     names = data.get("class_names")
     if names is None or len(names) != num_classes:
