@@ -496,7 +496,9 @@ def evaluate(
 
 @cli.command()
 @click.option("--ckpt", required=True, type=click.Path(exists=True), help="A run directory or a checkpoint directory.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option(
+    "--out", required=True, type=click.Path(), help="Output: a .safetensors file, a directory (hf) or a .onnx file."
+)
 @click.option(
     "--model",
     "which",
@@ -505,11 +507,20 @@ def evaluate(
     show_default=True,
     help="Which weights to export.",
 )
-def export(ckpt: str, out: str, which: str) -> None:
-    """Export weights + config + class count as one safetensors file (no DeepSpeed needed to load it)."""
-    from svformer.run_dir import export as run_export
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["safetensors", "hf", "onnx"]),
+    default="safetensors",
+    show_default=True,
+    help="safetensors: svformer's one file; hf: a transformers TimeSformer directory; onnx: for onnxruntime.",
+)
+def export(ckpt: str, out: str, which: str, fmt: str) -> None:
+    """Export weights + config + class count as one safetensors file (no DeepSpeed needed to load it),
+    a Hugging Face transformers TimeSformer directory (--format hf) or an ONNX file (--format onnx)."""
+    from svformer.interchange import exporter
 
-    path = run_export(ckpt, out, which)
+    path = exporter(fmt)(ckpt, out, which)
     click.echo(f"exported {which} to {path}")
 
 
@@ -601,6 +612,7 @@ def predict(
     python cli.py predict --ckpt demo.safetensors --list unlabeled.txt --data-root data/demo \\
         --out predictions.jsonl --pseudo-labels pseudo.txt --threshold 0.9 --label-next 16 next.txt
     python cli.py predict --ckpt runs/demo -- -odd-name.mp4    # `--` before paths starting with '-'
+    python cli.py predict --ckpt model.onnx clip.mp4           # on onnxruntime (export --format onnx)
 
     Each video is decoded with prep's ffmpeg decoding and the prep settings recorded in the
     checkpoint, so it gets the logits `eval` gives its shard; views are combined like eval's.

@@ -7,6 +7,10 @@ Both sides start from the same video files and end with the same logits (the vie
 - prep + eval: `prep.shards.prep_list` (K ffmpeg workers, the checkpoint's prep settings) into a temp
   shard directory, then `svformer.evaluate.evaluate` on it (model load, the eval stream, the model,
   metrics.json, predictions.csv, confusion.png).
+- predict on onnxruntime: the same end to end with the model exported by `export --format onnx`
+  (`predict --ckpt model.onnx`), against the torch eager predict above: `onnx_over_torch`. The two
+  backends also score the same views without decoding (`model_only`), alternating, best of
+  `--model-repeats` each: onnxruntime gets as many intra-op threads as torch has.
 The sides alternate for `--rounds`; the fastest round of each counts (the machine may be shared).
 A warm-up prediction of two videos runs first, untimed, so neither side pays for imports or a cold
 page cache.
@@ -36,7 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # first: the `prep` package, not bench/prep.py
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (see the docstring)
 
+import onnxruntime  # noqa: E402
 from _common import PeakRSS, machine_info, save_result  # noqa: E402
+
+from svformer.interchange.onnx import OPSET, export_onnx  # noqa: E402
 
 log = logging.getLogger("bench.predict")
 DEMO_LIST = ROOT / "data" / "demo" / "lists" / "val.txt"
@@ -90,6 +97,35 @@ def run_predict(ckpt: Path, list_path: Path, views: str, workers: int, tmp: Path
     return time.perf_counter() - start
 
 
+def model_only(ckpt: Path, onnx_file: Path, views: str, repeats: int) -> dict[str, float]:
+    """Videos/s of torch eager and of onnxruntime scoring the same views (eval.batch_size videos), no decoding.
+
+    The two alternate `repeats` times and the fastest call of each counts.
+    """
+    import torch
+
+    from svformer.evaluate import view_logits
+    from svformer.interchange.onnx import OnnxModel
+    from svformer.predict import Predictor
+
+    predictor = Predictor.load(ckpt, views=views, device="cpu")
+    cfg = predictor.config
+    clips, crops = predictor.views
+    batch = cfg.eval.batch_size
+    shape = (batch, clips * crops, 3, cfg.data.num_frames, cfg.data.img_size, cfg.data.img_size)
+    video = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    models = {"torch": predictor.model, "onnxruntime": OnnxModel(onnx_file)}
+    for model in models.values():  # warm-up, untimed
+        view_logits(model, video, cfg, torch.device("cpu"))
+    best = dict.fromkeys(models, float("inf"))
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            view_logits(model, video, cfg, torch.device("cpu"))
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: batch / seconds for name, seconds in best.items()}
+
+
 def run_prep_eval(ckpt: Path, list_path: Path, views: str, workers: int, tmp: Path) -> tuple[float, float]:
     """Seconds of prep and of eval (a fresh shard directory each time)."""
     from prep.shards import prep_list
@@ -120,6 +156,7 @@ def main() -> None:
         help="decoding threads (predict) = ffmpeg workers (prep) = loader workers (eval of the default model)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest of each counts")
+    parser.add_argument("--model-repeats", type=int, default=10, help="alternating model-only calls per backend")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -137,19 +174,23 @@ def main() -> None:
             )
         videos, count = subset_list(list_path, data_root or list_path.parent, args.videos, tmp / "videos.txt")
         ckpt = args.ckpt or demo_export(tmp / "demo.safetensors", args.workers)
+        onnx_file = export_onnx(ckpt, tmp / "model.onnx", "teacher")
         warm_up(videos, ckpt, args.views)
+        warm_up(videos, onnx_file, args.views)
 
-        best = {"predict": float("inf"), "prep": float("inf"), "eval": float("inf"), "prep_plus_eval": float("inf")}
-        peaks = {"predict": 0.0, "prep_plus_eval": 0.0}
+        best = dict.fromkeys(("predict", "predict_onnx", "prep", "eval", "prep_plus_eval"), float("inf"))
+        peaks = {"predict": 0.0, "predict_onnx": 0.0, "prep_plus_eval": 0.0}
         for _ in range(args.rounds):
-            with PeakRSS() as mem:
-                best["predict"] = min(best["predict"], run_predict(ckpt, videos, args.views, args.workers, tmp))
-            peaks["predict"] = max(peaks["predict"], mem.peak_mb)
+            for name, weights in (("predict", ckpt), ("predict_onnx", onnx_file)):
+                with PeakRSS() as mem:
+                    best[name] = min(best[name], run_predict(weights, videos, args.views, args.workers, tmp))
+                peaks[name] = max(peaks[name], mem.peak_mb)
             with PeakRSS() as mem:
                 prep_s, eval_s = run_prep_eval(ckpt, videos, args.views, args.workers, tmp)
             peaks["prep_plus_eval"] = max(peaks["prep_plus_eval"], mem.peak_mb)
             if prep_s + eval_s < best["prep_plus_eval"]:
                 best.update(prep=prep_s, eval=eval_s, prep_plus_eval=prep_s + eval_s)
+        model_rates = model_only(ckpt, onnx_file, args.views, args.model_repeats)
 
     rates = {name: count / seconds for name, seconds in best.items()}
     save_result(
@@ -165,7 +206,17 @@ def main() -> None:
             "list": str(list_path),
             "seconds": {name: round(s, 3) for name, s in best.items()},
             "videos_per_s": {name: round(r, 2) for name, r in rates.items()},
-            "ratios": {"predict_over_prep_plus_eval": round(rates["predict"] / rates["prep_plus_eval"], 3)},
+            "model_only_videos_per_s": {name: round(r, 2) for name, r in model_rates.items()},
+            "ratios": {
+                "predict_over_prep_plus_eval": round(rates["predict"] / rates["prep_plus_eval"], 3),
+                "onnx_over_torch": round(rates["predict_onnx"] / rates["predict"], 3),
+                "onnx_over_torch_model_only": round(model_rates["onnxruntime"] / model_rates["torch"], 3),
+            },
+            "onnx": {
+                "exporter": "torch.onnx.export(dynamo=True)",
+                "opset": OPSET,
+                "onnxruntime": onnxruntime.__version__,
+            },
             # this process only: the ffmpeg processes of both sides and eval's loader workers are not counted
             "peak_rss_mb_main_process": {name: round(mb) for name, mb in peaks.items()},
             "machine": machine_info(),

@@ -94,6 +94,10 @@ class ModelConfig:
     pretrain_init: str = ""
     """Encoder from masked-video pretraining (`cli.py pretrain`): its run directory, one of its checkpoint
     directories or an exported file; loaded strictly, decoder dropped, a new head. Empty: none."""
+    hf_init: str = ""
+    """Local Hugging Face transformers TimeSformer directory (config.json + model.safetensors or
+    pytorch_model.bin; TimesformerModel or TimesformerForVideoClassification) to initialise from: the
+    backbone exactly, its head when the class count matches, else a new one. Empty: none."""
 
     def overrides(self) -> dict:
         """The non-default architecture fields as keyword arguments for `build_model`."""
@@ -110,7 +114,7 @@ class ModelConfig:
         )
         _check(self.num_classes >= 2, "model.num_classes must be >= 2")
         _check(self.time_embed_std >= 0, "model.time_embed_std must be >= 0")
-        inits = [k for k in ("imagenet_init", "official_init", "pretrain_init") if getattr(self, k)]
+        inits = [k for k in ("imagenet_init", "official_init", "pretrain_init", "hf_init") if getattr(self, k)]
         if len(inits) > 1:
             raise UserError(f"model.{inits[0]} and model.{inits[1]} are both set; set one initialisation")
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from svformer.config import ModelConfig
 from svformer.errors import UserError
+from svformer.interchange.hf import load_hf
 from svformer.model import resize_pos_embed, resize_time_embed
 from svformer.run_dir import load_trained
 
@@ -297,12 +298,13 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, option: str = "-
     return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}
 
 
-INIT_KEYS = ("official_init", "imagenet_init", "pretrain_init")
+INIT_KEYS = ("official_init", "imagenet_init", "pretrain_init", "hf_init")
 
 
 def load_configured_init(model: nn.Module, model_cfg: ModelConfig, encoder_only: bool = True) -> nn.Module:
     """Load the outside weights `model_cfg` names into `model` (a TimeSformer): `model.official_init`,
-    `model.imagenet_init`, or (when `encoder_only`) the encoder of the pretraining run `model.pretrain_init`.
+    `model.imagenet_init`, `model.hf_init` (interchange/hf.py), or (when `encoder_only`) the encoder of
+    the pretraining run `model.pretrain_init`.
     Returns `model`. An error names the config key that gave the path.
 
     Pretraining passes `encoder_only=False`: there `model.pretrain_init` continues the whole autoencoder.
@@ -311,6 +313,7 @@ def load_configured_init(model: nn.Module, model_cfg: ModelConfig, encoder_only:
         "official_init": load_official,
         "imagenet_init": load_imagenet_vit,
         "pretrain_init": lambda m, path: load_pretrained_encoder(m, path, option="model.pretrain_init"),
+        "hf_init": load_hf,
     }
     for key in INIT_KEYS:  # the config allows one of them
         path = getattr(model_cfg, key)

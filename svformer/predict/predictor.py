@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +97,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
         config: Config,
         decode: DecodeSettings,
         class_names: list[str],
@@ -121,8 +121,8 @@ class Predictor:
         device: torch.device | str | None = None,
         decode: DecodeSettings | None = None,
     ) -> Predictor:
-        """Load weights from a run directory (its newest intact checkpoint), a checkpoint directory or an
-        exported `.safetensors` file.
+        """Load weights from a run directory (its newest intact checkpoint), a checkpoint directory, an
+        exported `.safetensors` file or an exported `.onnx` file (run on onnxruntime, CPU).
 
         Args:
             path: the run, checkpoint or export.
@@ -137,10 +137,17 @@ class Predictor:
         if model not in ("teacher", "student"):
             raise UserError(f"model must be teacher or student, not {model!r}")
         parse_views(views)
-        weights = load_trained(path)
-        (name,) = pick_models(weights, model)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        net = build_trained_model(weights, name, device)
+        if Path(path).suffix == ".onnx":  # the onnxruntime backend (CPU): the file carries config, prep and names
+            from svformer.interchange.onnx import OnnxModel
+
+            net, device = OnnxModel(path), torch.device("cpu")
+            weights = net.trained_weights()
+            (name,) = pick_models(weights, model)
+        else:
+            weights = load_trained(path)
+            (name,) = pick_models(weights, model)
+            device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            net = build_trained_model(weights, name, device)
         data = weights.data
         num_classes = weights.config.model.num_classes
         names = data.get("class_names")
