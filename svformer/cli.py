@@ -1,8 +1,11 @@
-#!/usr/bin/env python
 """svformer command line: synth, split, prep, inspect, train, eval, export, predict, bench.
 
 Each command parses its flags, loads what it needs and calls one library function. Mistakes a user
 can fix (a missing file, a bad flag, an unknown config key) print one line and exit 2.
+
+Entry points, all `main`: the installed `svformer` command, `python -m svformer`, `python cli.py` in
+a checkout, and under the DeepSpeed launcher `deepspeed --module svformer.cli train ...` (or
+`deepspeed cli.py train ...` in a checkout).
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from svformer.errors import UserError  # noqa: E402
+from svformer.errors import UserError
+from svformer.resources import resolve_config
 
 
 def _strip_launcher_args(argv: list[str]) -> list[str]:
@@ -351,7 +353,7 @@ def _setup_logging() -> None:
     "config_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="YAML config (configs/demo.yaml, configs/svformer_b_k400_1pct.yaml, ...).",
+    help="YAML config file, or the name of a shipped one (demo, svformer_b_k400_1pct, ...).",
 )
 @click.option(
     "--set",
@@ -380,7 +382,7 @@ def train(config_path: str, overrides: tuple[str, ...]) -> None:
     from svformer.train import train as run_training
 
     _setup_logging()
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(resolve_config(config_path), overrides)
     try:
         run_dir = run_training(cfg)
     except TrainingStopped as stopped:
@@ -395,7 +397,7 @@ def train(config_path: str, overrides: tuple[str, ...]) -> None:
     "config_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="YAML config (configs/pretrain_demo_motion.yaml, configs/pretrain_vit_b.yaml, ...).",
+    help="YAML config file, or the name of a shipped one (pretrain_demo_motion, pretrain_vit_b, ...).",
 )
 @click.option(
     "--set",
@@ -423,7 +425,7 @@ def pretrain(config_path: str, overrides: tuple[str, ...]) -> None:
     from svformer.train import train as run_training
 
     _setup_logging()
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(resolve_config(config_path), overrides)
     try:
         run_dir = run_training(cfg, method="masked_video")
     except TrainingStopped as stopped:
@@ -647,10 +649,20 @@ def bench(names: tuple[str, ...]) -> None:
     """
     import subprocess
 
+    from svformer.resources import checkout_root
+
+    root = checkout_root()
+    if root is None or not (root / "bench" / "run_all.py").is_file():
+        raise UserError("bench needs a source checkout (its bench/ scripts are not installed): run it there")
     chosen = [] if not names or "all" in names else list(names)
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "bench" / "run_all.py"), *chosen])
+    result = subprocess.run([sys.executable, str(root / "bench" / "run_all.py"), *chosen])
     sys.exit(result.returncode)
 
 
+def main(prog_name: str | None = None) -> None:
+    """Run the command line on sys.argv (less the DeepSpeed launcher's --local_rank)."""
+    cli(args=_strip_launcher_args(sys.argv[1:]), prog_name=prog_name)
+
+
 if __name__ == "__main__":
-    cli(args=_strip_launcher_args(sys.argv[1:]), prog_name="cli.py")
+    main()
