@@ -570,7 +570,8 @@ def export(ckpt: str, out: str, which: str) -> None:
     type=(click.IntRange(min=1), click.Path(dir_okay=False)),
     metavar="K FILE",
     help="Also write the K least certain videos (smallest top-2 margin), spread over the "
-    "predicted classes, as a list to label next (predicted labels, to check).",
+    "predicted classes, as a list to label next (predicted labels, to check), and FILE.html, a "
+    "self-contained page of them: frame strips, top-2 guesses, confidences, margin, path.",
 )
 def predict(
     videos: tuple[str, ...],
@@ -631,7 +632,8 @@ def predict(
     if pseudo_labels is not None:
         done.append(f"{summary['pseudo_labels']} pseudo-label(s) at >= {threshold:g} -> {pseudo_labels}")
     if label_next is not None:
-        done.append(f"{summary['label_next']} video(s) to label next -> {label_next[1]}")
+        page = summary["label_page"]
+        done.append(f"{summary['label_next']} video(s) to label next -> {label_next[1]} (page: {page})")
     click.echo("; ".join(done), err=True)
 
 
