@@ -153,14 +153,14 @@ td.rank { color: #8a909c; text-align: right; }
 td.frames { white-space: nowrap; }
 td.frames img { height: 64px; width: auto; margin-right: 3px; border-radius: 2px; vertical-align: middle; }
 td.guess { min-width: 9em; }
-.name { font-weight: 600; }
+.name { display: block; font-weight: 600; }
 .second .name { font-weight: 400; color: #3c4350; }
 .conf { font-variant-numeric: tabular-nums; color: #555c6a; }
 .bar { height: 5px; background: #e6e9ee; border-radius: 3px; margin-top: 3px; width: 8em; }
 .bar span { display: block; height: 100%; border-radius: 3px; background: #3d7be0; }
 .second .bar span { background: #9aa3b2; }
 td.margin { font-variant-numeric: tabular-nums; font-weight: 600; }
-td.path code { font-size: 12px; word-break: break-all; }
+td.path code { font-size: 12px; overflow-wrap: break-word; }
 td.path .line { color: #8a909c; font-size: 12px; }
 """.strip()
 
