@@ -32,7 +32,19 @@ import yaml
 from _runs import ROOT, env, tiny_config
 
 # top-level entries of the checkout that are not sources (data, runs, environments, build outputs)
-NOT_SOURCES = {".git", ".venv", "data", "runs", "shards", "weights", ".whl", "build", "dist", ".pytest_cache"}
+NOT_SOURCES = {
+    ".git",
+    ".venv",
+    "data",
+    "runs",
+    "shards",
+    "weights",
+    ".whl",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 def _copy_ignore(directory: str, names: list[str]) -> set[str]:
