@@ -73,8 +73,8 @@ def trained_run(demo_shards, tmp_path_factory) -> Path:
 
 
 def test_label_next_page_holds_k_rows_with_their_frames_and_guesses(trained_run, demo_shards, demo_videos, tmp_path):
-    from prep.decode import DecodeSettings, decode_video
     from svformer.predict.label_page import STRIP_FRAMES, THUMB_HEIGHT
+    from svformer.video.decode import DecodeSettings, decode_video
 
     k = 5
     rows_path, next_path = tmp_path / "rows.jsonl", tmp_path / "next.txt"
