@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from svformer.config import Config
 from svformer.errors import UserError
+from svformer.resources import resolve_ds_config
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def engine_config(cfg: Config, world_size: int, load_universal: bool = False) ->
 
     load_universal: the run resumes from a universal checkpoint (saved with another process count).
     """
-    path = Path(cfg.train.ds_config)
+    path = resolve_ds_config(cfg.train.ds_config)
     try:
         ds = json.loads(path.read_text())
     except FileNotFoundError:

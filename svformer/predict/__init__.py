@@ -4,6 +4,7 @@
                   eval's test views, score them; decoding threads overlap the model
     outputs.py    rows as JSON lines / CSV / a table; the pseudo-label and label-next list files
     run.py        one CLI run: gather inputs (paths, a list file), predict, write the files
+    label_page.py the label-next page (FILE.html): frame strips from predict's decode, top-2 guesses
 
 A raw video decoded with the settings its model's shards were made with gets the logits `eval`
 gives that video's shard (same JPEG bytes, same frames, same views).

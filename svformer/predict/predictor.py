@@ -34,6 +34,9 @@ from svformer.views import test_views
 
 log = logging.getLogger(__name__)
 
+FramesHook = Callable[["VideoInput", Sequence[bytes]], None]
+"""on_frames(video, frames): sees a video's decoded JPEG frames (in a decoding thread)."""
+
 
 @dataclass(frozen=True)
 class VideoInput:
@@ -168,13 +171,19 @@ class Predictor:
 
     # ------------------------------------------------------------------ decoding and scoring
 
-    def decode_views(self, video: VideoInput) -> torch.Tensor | str:
-        """The video's test views, uint8 (V, C, T, S, S), or the one-line reason it has none."""
+    def decode_views(self, video: VideoInput, on_frames: FramesHook | None = None) -> torch.Tensor | str:
+        """The video's test views, uint8 (V, C, T, S, S), or the one-line reason it has none.
+
+        on_frames(video, frames) sees the decoded JPEG frames of every video that has views.
+        """
         if video.error is not None:
             return video.error
         try:
             frames = decode_video(video.path, self.decode).frames
-            return video_views(frames, self.config.data, *self.views)
+            views = video_views(frames, self.config.data, *self.views)
+            if on_frames is not None:
+                on_frames(video, frames)
+            return views
         except DecodeError as err:
             return str(err)
         except SampleError as err:
@@ -186,11 +195,13 @@ class Predictor:
         workers: int | None = None,
         batch_size: int | None = None,
         progress: bool = False,
+        on_frames: FramesHook | None = None,
     ) -> Iterator[tuple[VideoInput, torch.Tensor | str]]:
         """(video, view logits float32 (V, K) or an error reason) for every video, in input order.
 
         `workers` threads decode ahead (default: CPU count) while this thread runs the model on
-        batches of `batch_size` videos (default: the run's eval.batch_size).
+        batches of `batch_size` videos (default: the run's eval.batch_size); `on_frames` as in
+        `decode_views`, called in those threads.
         """
         workers = max(1, workers or os.cpu_count() or 1)
         batch_size = max(1, batch_size or self.config.eval.batch_size)
@@ -204,7 +215,7 @@ class Predictor:
         def submit() -> None:
             video = next(todo, None)
             if video is not None:
-                window.append((video, pool.submit(self.decode_views, video)))
+                window.append((video, pool.submit(self.decode_views, video, on_frames)))
 
         def flush() -> Iterator[tuple[VideoInput, torch.Tensor | str]]:
             good = [views for _, views in held if isinstance(views, torch.Tensor)]
@@ -240,6 +251,8 @@ class Predictor:
         batch_size: int | None = None,
         progress: bool = False,
         logits: bool = False,
+        on_frames: FramesHook | None = None,
+        on_row: Callable[[dict], None] | None = None,
     ) -> list[dict]:
         """Predict every video; one row per input, in input order.
 
@@ -250,6 +263,9 @@ class Predictor:
             batch_size: videos per forward pass; default the run's eval.batch_size.
             progress: show a progress bar on stderr.
             logits: add each video's per-view logits (V x K lists) as `logits`.
+            on_frames: called as on_frames(video, frames) in a decoding thread with the decoded JPEG
+                frames of each video that has views (the label-next page's strips come from them).
+            on_row: called with each row as soon as it is made, in input order.
         Returns:
             dicts with `source`, `line`, `list_label` (from a list, else None), `label` (predicted class),
             `name`, `confidence` (its probability), `margin` (top-1 minus top-2 probability), `topk`
@@ -259,7 +275,7 @@ class Predictor:
         items = [v if isinstance(v, VideoInput) else VideoInput(str(v), str(v)) for v in videos]
         k = max(1, min(top_k, len(self.class_names)))
         rows = []
-        for video, result in self.scored(items, workers, batch_size, progress):
+        for video, result in self.scored(items, workers, batch_size, progress, on_frames):
             row = {
                 "source": video.source,
                 "line": video.line,
@@ -287,6 +303,8 @@ class Predictor:
                 if logits:
                     row["logits"] = result.tolist()
             rows.append(row)
+            if on_row is not None:
+                on_row(row)
         return rows
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from svformer.errors import UserError
 from svformer.lists import read_list, resolve
-from svformer.predict import outputs
+from svformer.predict import label_page, outputs
 from svformer.predict.predictor import Predictor, VideoInput
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,16 @@ def predict_videos(
         views,
         predictor.decode,
     )
-    rows = predictor.predict(inputs, top_k=top_k, workers=workers, batch_size=batch_size, progress=progress)
+    strips = label_page.FrameStrips(label_next[0]) if label_next is not None else None
+    rows = predictor.predict(
+        inputs,
+        top_k=top_k,
+        workers=workers,
+        batch_size=batch_size,
+        progress=progress,
+        on_frames=strips.take if strips else None,
+        on_row=strips.offer if strips else None,
+    )
     failed = [row for row in rows if row["error"] is not None]
     summary: dict = {"videos": len(rows), "predicted": len(rows) - len(failed), "failed": len(failed)}
     if out is not None:
@@ -77,6 +86,10 @@ def predict_videos(
     if label_next is not None:
         k, path = label_next
         summary["label_next"] = outputs.write_label_next(path, rows, k, predictor.description)
+        page = label_page.write_label_page(
+            label_page.page_path(path), outputs.label_next(rows, k), strips, predictor.description, path
+        )
+        summary["label_page"] = str(page)
     if len(failed) == len(rows):
         first = failed[0]
         raise UserError(f"all {len(rows)} input(s) failed; first: {first['source']}: {first['error']}")
