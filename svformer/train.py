@@ -16,7 +16,8 @@ import torch
 
 from svformer import run_dir as runs
 from svformer.config import Config, load_config, save_config
-from svformer.data import read_manifest
+from svformer.data import read_manifest, shard_urls
+from svformer.data.sources import is_prep_dir
 from svformer.deepspeed_setup import (
     all_sum,
     autocast_context,
@@ -59,7 +60,9 @@ def check_shards(cfg: Config, method: str) -> int:
     roles = {"svformer": ("labeled", "unlabeled"), "supervised": ("labeled",)}[method]
     for role in roles:
         spec = getattr(cfg.data, role)
-        if not Path(spec).is_dir():
+        if "://" in str(spec):
+            shard_urls(spec)  # remote: probed now, so an unreachable store is one line before the engine starts
+        if not is_prep_dir(spec):
             continue  # a pattern or URLs: checked when the stream opens
         manifest = read_manifest(spec)
         labels = [int(k) for k in manifest.get("classes", {}) if int(k) >= 0]

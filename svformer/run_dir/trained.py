@@ -154,11 +154,12 @@ def data_info(cfg: Config) -> dict:
     """The prep settings and class names of the run's shards, recorded in every checkpoint and export
     so that `predict` decodes a raw video exactly as its training shards were made."""
     from svformer.data import read_manifest
+    from svformer.data.sources import is_prep_dir
 
     prep: dict = {}
     names = None
     for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
-        if not Path(spec).is_dir():
+        if not is_prep_dir(spec):  # a local or remote (s3://, http://) prep directory
             continue
         try:
             manifest = read_manifest(spec)
