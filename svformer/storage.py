@@ -227,7 +227,7 @@ def probe(urls: list[str], spec: str) -> None:
         except RemoteError as err:
             if not err.missing:
                 raise UserError(f"{url}: {err.strerror}; check the URL, AWS_ENDPOINT_URL and credentials") from None
-            last = err
     raise UserError(
-        f"{spec}: none of {len(picks)} of its {len(remote)} shards checked exist (first: {remote[0]}: {last.strerror})"
+        f"{spec}: no such shards: none of the {len(picks)} of its {len(remote)} shard(s) checked exist "
+        f"(first: {remote[0]}); check the URL"
     )

@@ -8,7 +8,7 @@ tarread.py). Local shards pass straight through.
 
 Bounds, per pipeline copy (one per DataLoader worker and stream): at most `ahead` downloads in flight
 or waiting, plus the shard being read, are on disk: (ahead + 1) x shard size (prep's --shard-size,
-1 GB by default), nothing held in memory. A copy is deleted as soon as the reader asks for the
+1 GB by default; ahead is data.prefetch_shards), nothing held in memory. A copy is deleted as soon as the reader asks for the
 next shard, and the directory when the stream ends. A shard that still cannot be fetched is handed
 on as {"url", "error"}: the tar reader reports it to the fault handler, which skips and counts it.
 """
@@ -27,8 +27,8 @@ from svformer import storage
 
 log = logging.getLogger("svformer.data")
 
-PREFETCH_SHARDS = 3
-"""Remote shards downloaded ahead of the one being read (per worker and stream)."""
+PREFETCH_SHARDS = 2
+"""Remote shards downloaded ahead of the one being read (per worker and stream): data.prefetch_shards."""
 
 
 def _fetch(url: str, dest: Path) -> Path | storage.RemoteError:
