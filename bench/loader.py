@@ -25,6 +25,13 @@ tensors, B clips per `torchvision.io.decode_jpeg` call, in one process: on the C
 with `device="cuda"` (nvJPEG, synchronised before the clock is read). Ratio gpu_decode_over_cpu_decode;
 decode_gpu also reports how far its pixels are from the CPU decoder's (the two IDCTs differ slightly).
 
+Remote (issue 23): remote_local and remote_http read the same shards (`--remote-shards`, default the
+demo's shards/demo/unlabeled from `make demo-data`, else the bench's own) with `unlabeled_loader`:
+from local disk, and from a local HTTP server (bench/_slow_http.py) that waits `--remote-delay-ms`
+(100) before answering each request, as a distant object store would. remote_over_local = remote_http /
+remote_local: how much of the latency the shard read-ahead (svformer/data/prefetch.py,
+data.prefetch_shards) hides.
+
 Data: `--shards DIR` (a prep directory; source videos found through its manifest's list/data_root,
 or `--data-root`). Without it: synthesise videos into a temp dir and prep them (the demo data
 settings by default; `--short-side 256` makes K400-like 640x360, 30 fps, 10 s sources instead).
@@ -33,6 +40,7 @@ settings by default; `--short-side 256` makes K400-like 640x360, 30 fps, 10 s so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,9 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _common import machine_info, save_result  # noqa: E402
+from _slow_http import slow_http_server  # noqa: E402
 
 log = logging.getLogger("bench.loader")
 PHASES = ("shards_labeled", "shards_unlabeled", "shards_labeled_no_augment", "on_the_fly", "jpeg_bound")
+REMOTE_PHASES = ("remote_local", "remote_http")
+DEMO_REMOTE = ROOT / "shards" / "demo" / "unlabeled"  # `make demo-data`
 DECODE_PHASES = ("decode_cpu", "decode_gpu")
 
 
@@ -288,6 +299,10 @@ def run_phase(args: argparse.Namespace) -> dict:
         )
 
     count = len  # a batch tensor (B, ...) or a dict of them
+    if args.phase in REMOTE_PHASES:
+        # The same unlabeled stream (weak + strong views) from local disk, then from the slow server.
+        cfg.data.unlabeled = str(args.remote_shards) if args.phase == "remote_local" else args.remote_url
+        return measure(data.unlabeled_loader(cfg, seed=1), lambda b: len(b["label"]), args.warmup, args.seconds)
     if args.phase == "shards_labeled":
         return measure(data.labeled_loader(cfg, seed=1), lambda b: len(b["label"]), args.warmup, args.seconds)
     if args.phase == "shards_unlabeled":
@@ -437,7 +452,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="decode phases: synthetic 16:9 JPEG frames at this short side (e.g. 256, the paper's "
         "prep) instead of the shards' own",
     )
-    p.add_argument("--phase", choices=PHASES + DECODE_PHASES, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--remote-shards",
+        type=Path,
+        help="prep directory the remote phases serve (default shards/demo/unlabeled if made, else --shards)",
+    )
+    p.add_argument("--remote-delay-ms", type=float, default=100.0, help="the slow server's wait per request")
+    p.add_argument("--remote-url", help=argparse.SUPPRESS)
+    p.add_argument("--phase", choices=PHASES + DECODE_PHASES + REMOTE_PHASES, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -451,10 +473,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_phase(args)))
         return
     synthesised = args.shards is None
-    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp, contextlib.ExitStack() as stack:
         if synthesised:
             log.info("synthesising %d videos and prepping them into %s", args.videos, tmp)
             args.shards = synthesise(Path(tmp), args.short_side, args.videos, args.workers, args.gop)
+        if args.remote_shards is None:
+            args.remote_shards = DEMO_REMOTE if (DEMO_REMOTE / "manifest.json").is_file() else args.shards
+        args.remote_shards = args.remote_shards.resolve()
+        server = stack.enter_context(slow_http_server(args.remote_shards.parent, args.remote_delay_ms / 1000))
+        remote_url = f"{server}/{args.remote_shards.name}"
         base = (
             [
                 sys.executable,
@@ -473,13 +500,17 @@ def main(argv: list[str] | None = None) -> None:
                 str(args.seconds),
                 "--decode-short-side",
                 str(args.decode_short_side),
+                "--remote-shards",
+                str(args.remote_shards),
+                "--remote-url",
+                remote_url,
             ]
             + (["--data-root", args.data_root] if args.data_root else [])
             + (["--videos-list", args.videos_list] if args.videos_list else [])
         )
         figures: dict[str, dict] = {}
         skipped: dict[str, str] = {}
-        phases = () if args.gpu_decode_only else PHASES
+        phases = () if args.gpu_decode_only else PHASES + REMOTE_PHASES
         if args.gpu_decode_only or args.gpu_decode or (args.gpu_decode is None and torch.cuda.is_available()):
             phases += DECODE_PHASES if torch.cuda.is_available() else DECODE_PHASES[:1]
             if not torch.cuda.is_available():
@@ -506,6 +537,7 @@ def main(argv: list[str] | None = None) -> None:
             "shards_over_on_the_fly": round(rate["shards_labeled"] / rate["on_the_fly"], 2),
             "shards_over_jpeg_bound": round(rate["shards_labeled_no_augment"] / rate["jpeg_bound"], 2),
             "shards_with_augment_over_jpeg_bound": round(rate["shards_labeled"] / rate["jpeg_bound"], 2),
+            "remote_over_local": round(rate["remote_http"] / rate["remote_local"], 2),
         }
     if "decode_gpu" in rate:
         ratios["gpu_decode_over_cpu_decode"] = round(rate["decode_gpu"] / rate["decode_cpu"], 2)
@@ -526,6 +558,15 @@ def main(argv: list[str] | None = None) -> None:
             "source_size": [record["src_height"], record["src_width"]],
             "source_fps": record["src_fps"],
             "shards": "synthesised" if synthesised else str(args.shards),
+            "remote_shards": (
+                str(args.remote_shards.relative_to(ROOT))
+                if args.remote_shards.is_relative_to(ROOT)
+                else "synthesised"
+                if args.remote_shards == args.shards.resolve() and synthesised
+                else str(args.remote_shards)
+            ),
+            "remote_delay_ms": args.remote_delay_ms,
+            "prefetch_shards": cfg.data.prefetch_shards,
             "decode_frames": (
                 f"synthetic, short side {args.decode_short_side}, 16:9, JPEG quality 90"
                 if args.decode_short_side
@@ -533,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         },
         "figures": figures,
-        "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6},
+        "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6, "remote_over_local": 0.8},
     }
     default = "loader_gpu_decode" if args.gpu_decode_only else "loader"
     save_result(args.name or (default if args.short_side is None else f"{default}_short{args.short_side}"), result)

@@ -153,7 +153,7 @@ def test_prep_out_s3_lands_parts_side_by_side_and_a_rerun_uploads_nothing(bucket
     listing.write_text("".join((demo_videos / "all.txt").read_text().splitlines(keepends=True)[:8]))
     out = f"{bucket}/prepped"
     common = ["--list", str(listing), "--data-root", str(demo_videos), "--out", out, "--num-classes", "8"]
-    common += ["--short-side", "32", "--fps", "8", "--shard-size", "60KB", "--workers", "2"]
+    common += ["--short-side", "32", "--fps", "8", "--shard-size", "8KB", "--workers", "2"]
     for part in ("1/2", "2/2"):
         result = cli("prep", *common, "--part", part)
         assert result.returncode == 0, result.stderr[-3000:]
