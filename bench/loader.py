@@ -458,9 +458,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="prep directory the remote phases serve (default shards/demo/unlabeled if made, else --shards)",
     )
     p.add_argument("--remote-delay-ms", type=float, default=100.0, help="the slow server's wait per request")
+    p.add_argument(
+        "--remote-only",
+        action="store_true",
+        help="run only the remote phases and add them to the existing bench/results/loader.json",
+    )
     p.add_argument("--remote-url", help=argparse.SUPPRESS)
     p.add_argument("--phase", choices=PHASES + DECODE_PHASES + REMOTE_PHASES, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def remote_settings(args: argparse.Namespace) -> dict:
+    from svformer.config import load_config
+
+    shards = args.remote_shards
+    return {
+        "remote_shards": str(shards.relative_to(ROOT)) if shards.is_relative_to(ROOT) else str(shards),
+        "remote_delay_ms": args.remote_delay_ms,
+        "prefetch_shards": load_config(args.config).data.prefetch_shards,
+        "stream": "unlabeled_loader (weak + strong views)",
+    }
+
+
+def save_remote_only(args: argparse.Namespace, figures: dict[str, dict], ratio: float) -> None:
+    """--remote-only: the remote phases' figures and ratio added to the existing result, with the machine
+    and settings they were measured with (the other phases' figures are left as they were measured)."""
+    from _common import RESULTS_DIR
+
+    name = args.name or "loader"
+    path = RESULTS_DIR / f"{name}.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"ratios": {}, "figures": {}, "targets": {}}
+    result["ratios"]["remote_over_local"] = ratio
+    result["figures"].update(figures)
+    result.setdefault("targets", {})["remote_over_local"] = 0.8
+    result["remote"] = {
+        "machine": machine_info(),
+        "settings": {
+            **remote_settings(args),
+            "rounds": args.rounds,
+            "seconds_per_phase": args.seconds,
+            "workers": args.workers,
+            "batch_size": args.batch_size,
+        },
+    }
+    save_result(name, result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -472,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase:
         print(json.dumps(run_phase(args)))
         return
+    if args.remote_only and args.shards is None:  # nothing to synthesise: the remote phases read the demo's shards
+        args.shards = args.remote_shards or (DEMO_REMOTE if (DEMO_REMOTE / "manifest.json").is_file() else None)
     synthesised = args.shards is None
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp, contextlib.ExitStack() as stack:
         if synthesised:
@@ -511,6 +554,8 @@ def main(argv: list[str] | None = None) -> None:
         figures: dict[str, dict] = {}
         skipped: dict[str, str] = {}
         phases = () if args.gpu_decode_only else PHASES + REMOTE_PHASES
+        if args.remote_only:
+            phases, args.gpu_decode = REMOTE_PHASES, False
         if args.gpu_decode_only or args.gpu_decode or (args.gpu_decode is None and torch.cuda.is_available()):
             phases += DECODE_PHASES if torch.cuda.is_available() else DECODE_PHASES[:1]
             if not torch.cuda.is_available():
@@ -530,6 +575,9 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = load_config(args.config)
     rate = {phase: got["clips_per_s"] for phase, got in figures.items()}
+    if args.remote_only:
+        save_remote_only(args, figures, round(rate["remote_http"] / rate["remote_local"], 2))
+        return
     ratios = {}
     if not args.gpu_decode_only:
         # Like for like: both sides of each ratio do the same work after decoding (see the docstring).
@@ -558,15 +606,6 @@ def main(argv: list[str] | None = None) -> None:
             "source_size": [record["src_height"], record["src_width"]],
             "source_fps": record["src_fps"],
             "shards": "synthesised" if synthesised else str(args.shards),
-            "remote_shards": (
-                str(args.remote_shards.relative_to(ROOT))
-                if args.remote_shards.is_relative_to(ROOT)
-                else "synthesised"
-                if args.remote_shards == args.shards.resolve() and synthesised
-                else str(args.remote_shards)
-            ),
-            "remote_delay_ms": args.remote_delay_ms,
-            "prefetch_shards": cfg.data.prefetch_shards,
             "decode_frames": (
                 f"synthetic, short side {args.decode_short_side}, 16:9, JPEG quality 90"
                 if args.decode_short_side
@@ -574,6 +613,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         },
         "figures": figures,
+        "remote": {"settings": remote_settings(args)},
         "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6, "remote_over_local": 0.8},
     }
     default = "loader_gpu_decode" if args.gpu_decode_only else "loader"
