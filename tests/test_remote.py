@@ -115,7 +115,7 @@ def test_eval_and_inspect_read_remote_patterns_and_directories(remote_run: Path,
     metrics = json.loads((remote_run / "eval" / "metrics.json").read_text())["student"]
     assert metrics["videos"] == json.loads((demo_shards / "val" / "manifest.json").read_text())["num_samples"]
 
-    for spec in (f"{bucket}/unlabeled", f"{web}/unlabeled", _pattern(web, demo_shards, "unlabeled")):
+    for spec in (f"{bucket}/unlabeled", _pattern(web, demo_shards, "unlabeled")):  # (train read an HTTP dir)
         result = cli("inspect", spec)
         assert result.returncode == 0, result.stderr[-3000:]
         records = _records(result.stdout)
@@ -144,6 +144,26 @@ def test_a_shard_missing_from_the_bucket_is_skipped_and_counted(bucket: str, dem
     stats = stream.stats()
     assert stats["shards"] == 1 and stats["samples"] == 0
     assert stats["events"][0][0] == f"{bucket}/holes/{shards[1].name}"
+
+
+def test_read_ahead_keeps_at_most_ahead_plus_one_shards_on_disk(web: str, demo_shards: Path, tmp_path, monkeypatch):
+    import tempfile
+
+    from svformer.data.prefetch import RemoteShards
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the stage makes its directory
+    names = sorted(p.name for p in (demo_shards / "unlabeled").glob("shard-*.tar"))
+    urls = [f"{web}/unlabeled/{n}" for n in names] * 2 + [f"{web}/unlabeled/no-such-shard.tar"]
+    seen, on_disk = [], []
+    for item in RemoteShards(ahead=2)({"url": u} for u in urls):
+        seen.append(item)
+        on_disk.append(len([p for p in tmp_path.rglob("*") if p.is_file()]))
+        if "local" in item:
+            assert Path(item["local"]).read_bytes() == (demo_shards / "unlabeled" / Path(item["url"]).name).read_bytes()
+    assert [i["url"] for i in seen] == urls  # in order, every one
+    assert max(on_disk) <= 3
+    assert "error" in seen[-1] and seen[-1]["error"].missing and all("local" in i for i in seen[:-1])
+    assert not list(tmp_path.iterdir())  # the stage's directory is gone with the stream
 
 
 def test_prep_out_s3_lands_parts_side_by_side_and_a_rerun_uploads_nothing(bucket: str, demo_videos: Path, tmp_path):
