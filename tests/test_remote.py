@@ -209,6 +209,13 @@ def test_prep_out_s3_lands_parts_side_by_side_and_a_rerun_uploads_nothing(bucket
     result = cli("inspect", out)
     assert result.returncode == 0 and _records(result.stdout)[-1]["summary"]["samples"] == 8, result.stderr[-2000:]
 
+    # Without the merged manifest, the listed part manifests stand for it, as on disk.
+    from svformer.data import read_manifest, shard_urls
+
+    storage.delete(f"{out}/manifest.json")
+    assert read_manifest(out)["num_samples"] == 8
+    assert shard_urls(out) == [f"{out}/{n}" for n in names]
+
 
 def test_unreachable_stores_fail_in_one_line_before_training(demo_shards: Path, remote_run: Path, tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there

@@ -123,31 +123,34 @@ def is_prep_dir(spec: str | Path) -> bool:
     return Path(text).expanduser().is_dir()
 
 
+def _remote_names(directory: str) -> list[str]:
+    """The file names a remote directory lists (S3: its prefix; HTTP: the links of its index page)."""
+    try:
+        return storage.list_names(directory)
+    except storage.RemoteError as err:
+        raise UserError(f"{err}; check the URL, AWS_ENDPOINT_URL and credentials") from None
+
+
 def _remote_manifests(directory: str) -> list[str]:
-    """The manifest URL(s) of a remote prep directory: manifest.json, else its listed part manifests."""
+    """The manifest URL(s) of a remote prep directory: manifest.json, else its listed part manifests
+    (`manifest*.json`); [] when there is none."""
     main = storage.join(directory, "manifest.json")
     try:
         if storage.exists(main):
             return [main]
-        names = storage.list_names(directory)
     except storage.RemoteError as err:
         raise UserError(f"{err}; check the URL, AWS_ENDPOINT_URL and credentials") from None
-    parts = [storage.join(directory, n) for n in names if re.fullmatch(r"manifest.*\.json", n)]
-    if not parts:
-        raise UserError(f"{directory}: no manifest.json there; is this a prep output directory?")
-    return parts
+    return [storage.join(directory, n) for n in _remote_names(directory) if re.fullmatch(r"manifest.*\.json", n)]
 
 
 def _remote_directory_urls(directory: str) -> list[str]:
     """The shards of a remote prep directory: those its manifest(s) list, else every listed `*.tar`.
     Missing ones are found by the probe and the streams (one stat per shard would be slow)."""
-    try:
+    if _remote_manifests(directory):
         manifest = read_manifest(directory)
         names = [s["name"] if isinstance(s, dict) else str(s) for s in manifest.get("shards", [])]
-    except UserError as err:
-        if "no manifest.json" not in str(err):
-            raise
-        names = [n for n in storage.list_names(directory) if n.endswith(".tar") and not n.startswith(".")]
+    else:
+        names = [n for n in _remote_names(directory) if n.endswith(".tar") and not n.startswith(".")]
     if not names:
         raise UserError(f"{directory}: no shards (*.tar) there; run `python cli.py prep --out {directory}`")
     return [storage.join(directory, n) for n in names]
