@@ -6,10 +6,10 @@ private temporary directory (under $TMPDIR), each through `storage.download` wit
 reader then takes the local copy's fast path (random access, only the clip's bytes read;
 tarread.py). Local shards pass straight through.
 
-Bounds, per pipeline copy (one per DataLoader worker and stream): at most `ahead` downloads in flight
-or waiting, plus the shard being read, are on disk: (ahead + 1) x shard size (prep's --shard-size,
-1 GB by default; ahead is data.prefetch_shards), nothing held in memory. A copy is deleted as soon as the reader asks for the
-next shard, and the directory when the stream ends. A shard that still cannot be fetched is handed
+Bounds, per pipeline copy (one per DataLoader worker and stream; `ahead` is data.prefetch_shards):
+at most `ahead` downloads in flight or waiting, plus the shard being read, are on disk, i.e.
+(ahead + 1) x shard size (prep's --shard-size, 1 GB by default), and nothing is held in memory. A
+copy is deleted as soon as the reader asks for the next shard, the directory when the stream ends. A shard that still cannot be fetched is handed
 on as {"url", "error"}: the tar reader reports it to the fault handler, which skips and counts it.
 """
 
