@@ -114,10 +114,10 @@ def test_eval_and_inspect_read_remote_patterns_and_directories(remote_run: Path,
     metrics = json.loads((remote_run / "eval" / "metrics.json").read_text())["student"]
     assert metrics["videos"] == json.loads((demo_shards / "val" / "manifest.json").read_text())["num_samples"]
 
+    from prep.inspect_shards import inspect_path  # what `cli.py inspect` prints, one record per line
+
     for spec in (f"{bucket}/unlabeled", _pattern(web, demo_shards, "unlabeled")):  # (train read an HTTP dir)
-        result = cli("inspect", spec)
-        assert result.returncode == 0, result.stderr[-3000:]
-        records = _records(result.stdout)
+        records = list(inspect_path(spec))
         summary = records[-1]["summary"]
         assert summary["samples"] == len(records) - 1 == 16, spec
         assert summary["shards"] == len(list((demo_shards / "unlabeled").glob("*.tar")))
@@ -227,5 +227,9 @@ def test_unreachable_stores_fail_in_one_line_before_training(demo_shards: Path, 
     pattern = f"{closed}/val/shard-{{000000..000003}}.tar"
     line = _one_error_line(cli("eval", "--ckpt", str(remote_run), "--shards", pattern))
     assert f"{closed}/val/shard-000000.tar" in line and "ConnectionRefused" in line, line
-    line = _one_error_line(cli("inspect", f"{closed}/val"))
-    assert f"{closed}/val" in line and "ConnectionRefused" in line, line
+    from prep.inspect_shards import inspect_path
+    from svformer.errors import UserError
+
+    with pytest.raises(UserError, match="ConnectionRefused") as err:
+        list(inspect_path(f"{closed}/val"))
+    assert f"{closed}/val" in str(err.value) and "\n" not in str(err.value)
