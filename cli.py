@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""svformer command line: synth, split, prep, inspect, train, eval, export, predict, bench.
+"""svformer command line: synth, split, prep, inspect, train, pretrain, eval, export, predict, bench.
 
 Each command parses its flags, loads what it needs and calls one library function. Mistakes a user
 can fix (a missing file, a bad flag, an unknown config key) print one line and exit 2.
@@ -15,6 +15,9 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from svformer.errors import UserError  # noqa: E402
+
+# Each command imports the library it runs inside its function: `--help`, `synth` and `split` start
+# without loading torch, deepspeed or PyAV (seconds each on a small machine).
 
 
 def _strip_launcher_args(argv: list[str]) -> list[str]:
@@ -176,7 +179,7 @@ def split(list_path: str, labeled: float, val: float, seed: int, out: str) -> No
     Paths are written as in the input list, so prep the outputs with `--data-root` set to the input
     list's directory when its paths are relative.
     """
-    from prep.lists import split_list
+    from prep.split import split_list
 
     written = split_list(list_path, out, labeled=labeled, val=val, seed=seed)
     counts = {name: path.read_text(encoding="utf-8").count("\n") for name, path in written.items()}
@@ -276,11 +279,11 @@ def prep(
     Bad videos are skipped and recorded with file, line and reason (failures.tsv, manifest.json).
     A rerun after an interruption keeps the finished shards and produces the same bytes.
     """
-    from prep.decode import DecodeSettings
-    from prep.lists import read_class_names
     from prep.shards import parse_part, parse_size, prep_list
     from prep.upload import prep_to_storage
+    from svformer.lists import read_class_names
     from svformer.storage import is_remote
+    from svformer.video.decode import DecodeSettings
 
     _data_logging()
     class_names = read_class_names(classes_path, num_classes) if classes_path else None
@@ -363,7 +366,8 @@ def _setup_logging() -> None:
     help="Override a config value, e.g. --set train.max_steps=100 (repeatable).",
 )
 def train(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Train SVFormer from prepped shards (resumes from the newest checkpoint in the output dir).
+    """Train with train.method (svformer, supervised, fixmatch) from prepped shards (resumes from the
+    newest checkpoint in the output dir).
 
     \b
     One process:       python cli.py train --config configs/demo.yaml
@@ -419,15 +423,16 @@ def pretrain(config_path: str, overrides: tuple[str, ...]) -> None:
     (`synth --kind pretrain`, then `prep`), mixed by pretrain.synthetic_weight. Same run directory,
     checkpoints, resume, logs and exit code 75 on SIGTERM/SIGINT as train, plus recon.png every
     pretrain.recon_every steps. Fine-tune with `train --set model.pretrain_init=RUN_DIR`.
+    The same loop as train, with train.method=masked_video.
     """
     from svformer.config import load_config
     from svformer.train import EXIT_STOPPED, TrainingStopped
     from svformer.train import train as run_training
 
     _setup_logging()
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, [*overrides, "train.method=masked_video"])
     try:
-        run_dir = run_training(cfg, method="masked_video")
+        run_dir = run_training(cfg)
     except TrainingStopped as stopped:
         click.echo(str(stopped), err=True)
         sys.exit(EXIT_STOPPED)

@@ -343,7 +343,7 @@ def step_data(check: Check) -> bool:
         check.steps["data"] = {"status": "passed", "note": "shards/demo present (carried or built before)"}
         return True
     probe = subprocess.run(
-        [sys.executable, "-c", "import av; from prep.ffmpeg_bin import ffmpeg_exe; ffmpeg_exe()"],
+        [sys.executable, "-c", "import av; from svformer.video.ffmpeg_bin import ffmpeg_exe; ffmpeg_exe()"],
         cwd=ROOT,
         env=check.env,
         capture_output=True,

@@ -73,9 +73,9 @@ DECODE_PHASES = ("decode_cpu", "decode_gpu")
 
 def synthesise(tmp: Path, short_side: int | None, videos: int, workers: int, gop: int) -> Path:
     """Demo-like (or, with short_side, K400-like) source videos prepped into tmp/shards; returns it."""
-    from prep.decode import DecodeSettings
-    from prep.ffmpeg_bin import ffmpeg_exe
     from prep.shards import prep_list
+    from svformer.video.decode import DecodeSettings
+    from svformer.video.ffmpeg_bin import ffmpeg_exe
 
     if short_side is None:
         from prep.synth import synthesize

@@ -64,7 +64,7 @@ def demo_export(path: Path, workers: int) -> Path:
 
 def subset_list(list_path: Path, data_root: Path, videos: int, out: Path) -> tuple[Path, int]:
     """The first `videos` valid entries of a list, written with absolute paths; returns (path, count)."""
-    from prep.lists import read_list
+    from svformer.lists import read_list
 
     entries = read_list(list_path, data_root=data_root).entries[:videos]
     out.write_text("".join(f"{os.path.abspath(e.path)} {e.label}\n" for e in entries))
@@ -73,7 +73,7 @@ def subset_list(list_path: Path, data_root: Path, videos: int, out: Path) -> tup
 
 def warm_up(list_path: Path, ckpt: Path, views: str) -> None:
     """Read every video once (page cache) and predict two (imports, first-call costs); untimed."""
-    from prep.lists import read_list
+    from svformer.lists import read_list
     from svformer.predict import Predictor
 
     entries = read_list(list_path).entries

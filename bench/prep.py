@@ -6,7 +6,7 @@ source is faster, short-side resize, JPEG encode at the same -q:v) and the same 
 videos at a time):
 - prep: `prep.shards.prep_list` end to end (list parsing, PyAV probe, ffmpeg, JPEG stream
   splitting, tar shards, sidecars, manifest).
-- ffmpeg: one `ffmpeg ... -f image2 DIR/%06d.jpg` per video (argv from `prep.decode.ffmpeg_command`,
+- ffmpeg: one `ffmpeg ... -f image2 DIR/%06d.jpg` per video (argv from `svformer.video.decode.ffmpeg_command`,
   built before the clock starts, so the baseline does not pay for probing), K at a time.
 Each side runs `--repeats` times, alternating; the fastest run of each counts (the machine may be shared).
 
@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))  # first: the `prep` package, not this script's na
 
 from _common import machine_info, peak_rss_mb, save_result  # noqa: E402
 
-from prep.decode import DecodeSettings, ffmpeg_command, probe  # noqa: E402
-from prep.lists import read_list  # noqa: E402
 from prep.shards import prep_list  # noqa: E402
 from prep.synth import synthesize  # noqa: E402
+from svformer.lists import read_list  # noqa: E402
+from svformer.video.decode import DecodeSettings, ffmpeg_command, probe  # noqa: E402
 
 log = logging.getLogger("bench.prep")
 

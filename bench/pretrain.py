@@ -9,7 +9,7 @@ Pretraining data arms: `in_domain` (motion unlabeled + labeled, labels unused), 
 to the longest --lengths; shorter lengths are its intermediate checkpoints (one cosine schedule, so a
 checkpoint at step N is N steps into the longest run, not a run of N steps). Length 0 = from scratch.
 Each init is scored by
-  finetune  supervised-only training on the 10% labels (configs/demo_motion.yaml, ssl.enabled=false),
+  finetune  supervised-only training on the 10% labels (configs/demo_motion.yaml, train.method=supervised),
             5x3-view top-1 on the val shards
   probe     a linear classifier (L2 logistic regression) on frozen features (the mean of the encoder's
             normed patch tokens, averaged over 5 clips) of all 256 training videos with their labels,
@@ -189,17 +189,13 @@ def linear_probe(init: Path | None, seed: int, args: argparse.Namespace) -> floa
 
     from svformer.config import load_config
     from svformer.data import eval_loader
-    from svformer.train import make_model
+    from svformer.methods import Supervised
     from svformer.views import normalize
 
     cfg = load_config(str(FINETUNE_CONFIG), data_sets(args) + ["data.workers=0"])
     torch.manual_seed(seed)
-    model = (
-        make_model(cfg, "supervised")
-        if init is None
-        else make_model(
-            load_config(str(FINETUNE_CONFIG), data_sets(args) + [f"model.pretrain_init={init}"]), "supervised"
-        )
+    model = Supervised.build_model(
+        cfg if init is None else load_config(str(FINETUNE_CONFIG), data_sets(args) + [f"model.pretrain_init={init}"])
     )
     model.eval()
     n = model.grid_size[0] * model.grid_size[1]
@@ -243,7 +239,7 @@ def finetune(init_name: str, init: Path | None, seed: int, arm: str, args: argpa
         config=FINETUNE_CONFIG,
         views=args.views,
     )
-    overrides = (["ssl.enabled=false"] if arm == "supervised" else []) + (
+    overrides = (["train.method=supervised"] if arm == "supervised" else []) + (
         [f"model.pretrain_init={init}"] if init is not None else []
     )
     row = ssl_bench.run_arm(f"{arm}-{init_name}", seed, overrides, ns)

@@ -3,10 +3,11 @@
 Every arm trains the same model from the same config (--config, default configs/demo.yaml, plus any
 --set overrides) for the same number of steps with the same seed, then is scored with multi-view
 testing (--views, default 5x3) on the config's validation shards. Arms:
-  supervised   labeled videos only (ssl.enabled=false)
+  supervised   labeled videos only (train.method=supervised)
   svformer     EMA teacher + pseudo-labels + Tube TokenMix + TWAug (the method)
 Ablations (one seed each unless --ablation-seeds): no Tube TokenMix, random-token and whole-frame
-masks instead of tubes, no temporal warping, FixMatch-style (the student labels itself, no EMA).
+masks instead of tubes, no temporal warping, FixMatch (train.method=fixmatch: the model labels its own
+weak views, no EMA teacher, no Tube TokenMix).
 
     python bench/ssl_vs_supervised.py                 # 3 seeds + ablations, 2 runs at a time
     python bench/ssl_vs_supervised.py --seeds 0 --no-ablations --steps 100   # a quick look
@@ -39,13 +40,13 @@ from _common import RESULTS_DIR, machine_info, save_result  # noqa: E402
 
 from svformer.errors import UserError  # noqa: E402
 
-ARMS = {"supervised": ["ssl.enabled=false"], "svformer": []}
+ARMS = {"supervised": ["train.method=supervised"], "svformer": []}
 ABLATIONS = {
     "no_tokenmix": ["ssl.mix=false"],
     "mask_token": ["ssl.mask_shape=token"],
     "mask_frame": ["ssl.mask_shape=frame"],
     "no_warp": ["ssl.temporal_warp=false"],
-    "fixmatch": ["ssl.teacher=student"],
+    "fixmatch": ["train.method=fixmatch"],
 }
 
 

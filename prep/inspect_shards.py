@@ -13,16 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prep.tarfmt import file_sha256
+import torch
+from torchvision.io import decode_jpeg
+
 from svformer import storage
+from svformer.data import read_manifest
+from svformer.data.tarread import read_shard
 from svformer.errors import UserError
+from svformer.files import file_sha256
 
 SAMPLE_FIELDS = ("key", "label", "num_frames", "height", "width", "fps", "source")
 
 
 def _remote_shards(url: str) -> tuple[list[str], dict[str, Any] | None]:
     """The shard URLs of a remote prep directory (its manifest) or brace pattern; one line if unreadable."""
-    from svformer.data.sources import is_prep_dir, read_manifest, shard_urls
+    from svformer.data.sources import is_prep_dir, shard_urls
 
     if not is_prep_dir(url):
         return shard_urls(url), None
@@ -57,12 +62,8 @@ def shard_paths(path: Path | str) -> tuple[list[Path] | list[str], dict[str, Any
         return [path], None
     if not path.is_dir():
         raise UserError(f"{path}: no such shard file or directory")
-    manifest_path = path / "manifest.json"
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise UserError(f"{manifest_path}: not valid JSON ({err}); re-run prep into this directory") from None
+    if (path / "manifest.json").is_file():
+        manifest = read_manifest(path)
         return [path / s["name"] for s in manifest["shards"]], manifest
     tars = sorted(path.glob("*.tar"))
     if not tars:
@@ -70,31 +71,8 @@ def shard_paths(path: Path | str) -> tuple[list[Path] | list[str], dict[str, Any
     return tars, None
 
 
-def iter_members(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample, in tar order (members of a key are adjacent)."""
-    key: str | None = None
-    group: dict[str, bytes] = {}
-    with tarfile.open(tar_path, mode="r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            name = info.name.rsplit("/", 1)[-1]
-            stem, _, ext = name.partition(".")
-            if stem != key and key is not None:
-                yield key, group
-                group = {}
-            key = stem
-            handle = tar.extractfile(info)
-            group[ext] = handle.read() if handle is not None else b""
-    if key is not None:
-        yield key, group
-
-
 def _verify_sample(meta: dict[str, Any], blob: bytes) -> list[str]:
     """Problems with one sample's JPEG blob versus its JSON (decodes every frame)."""
-    import torch
-    from torchvision.io import decode_jpeg
-
     sizes = meta.get("frame_sizes") or []
     if len(sizes) != meta.get("num_frames"):
         return [f"{len(sizes)} frame_sizes for num_frames={meta.get('num_frames')}"]
@@ -146,7 +124,8 @@ def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, A
             continue
         count = 0
         try:
-            for key, group in iter_members(shard):
+            for group in read_shard(shard):
+                key = group["__key__"]
                 count += 1
                 try:
                     meta = json.loads(group["json"])
@@ -163,7 +142,7 @@ def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, A
                         continue
                     for reason in _verify_sample(meta, group["jpgs"]):
                         yield problem(name, key, reason)
-        except (tarfile.TarError, OSError) as err:
+        except (tarfile.TarError, OSError, EOFError) as err:
             yield problem(name, None, f"unreadable tar ({err})")
             continue
         listed = by_name.get(name)

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prep.lists import Failure
-from prep.tarfmt import file_sha256
 from svformer.errors import UserError
-from svformer.files import write_atomic
+from svformer.files import file_sha256, write_atomic
+from svformer.lists import Failure
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1

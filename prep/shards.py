@@ -26,13 +26,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from prep.decode import Decoded, DecodeError, DecodeSettings, decode_video
-from prep.ffmpeg_bin import ffmpeg_version
-from prep.lists import Entry, Failure, read_list
 from prep.manifest import Naming, build_manifest, load_completed, merge_parts, sidecar_path, write_manifest
 from prep.tarfmt import ShardWriter, archive_size, sample_members
 from svformer.errors import UserError
 from svformer.files import write_atomic
+from svformer.lists import Entry, Failure, read_list
+from svformer.video.decode import Decoded, DecodeError, DecodeSettings, decode_video
+from svformer.video.ffmpeg_bin import ffmpeg_version
 
 log = logging.getLogger(__name__)
 DECODE_TIMEOUT_S = 600.0
@@ -198,7 +198,7 @@ def prep_list(
 ) -> dict[str, Any]:
     """Prep the videos of a list file into shards in `out_dir`; returns the manifest object.
 
-    `class_names` (label i = name i; see `prep.lists.read_class_names`) goes into the manifest, and
+    `class_names` (label i = name i; see `svformer.lists.read_class_names`) goes into the manifest, and
     from there into every checkpoint trained on the shards. When given without `num_classes`,
     labels must lie in [0, len(class_names)).
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.ffmpeg_bin import ffmpeg_exe, has_encoder
+from svformer.video.ffmpeg_bin import ffmpeg_exe, has_encoder
 
 log = logging.getLogger(__name__)
 

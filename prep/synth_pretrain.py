@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prep.ffmpeg_bin import has_encoder
 from prep.synth import FPS_CHOICES, colour_turn, encode_video
+from svformer.video.ffmpeg_bin import has_encoder
 
 log = logging.getLogger(__name__)
 

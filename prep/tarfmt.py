@@ -93,12 +93,3 @@ class ShardWriter:
         """Close and delete the temporary file (used when the run stops with an error)."""
         self._file.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            sha.update(block)
-    return sha.hexdigest()

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from prep.manifest import Naming, merge_parts, sidecar_path
-from prep.tarfmt import file_sha256
 from svformer import storage
 from svformer.errors import UserError
+from svformer.files import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -121,12 +121,9 @@ class ModelConfig:
 
 @dataclass
 class SSLConfig:
-    """The SVFormer semi-supervised method (EMA teacher, pseudo-labels, Tube TokenMix, TWAug)."""
+    """The semi-supervised methods' settings (train.method svformer: EMA teacher, pseudo-labels, Tube TokenMix,
+    TWAug; fixmatch reads threshold, lambda_unlabeled and the strong view's)."""
 
-    enabled: bool = True
-    """False trains supervised-only on the labeled stream (the baseline)."""
-    teacher: str = "ema"
-    """ema: an EMA copy of the student labels the unlabeled clips; student: FixMatch-style self-labelling."""
     threshold: float = 0.3
     """delta: pseudo-labels whose teacher confidence is below this are masked out."""
     ema_decay: float = 0.99
@@ -161,7 +158,6 @@ class SSLConfig:
     """RandAugment: std of the per-clip magnitude noise."""
 
     def __post_init__(self) -> None:
-        _check(self.teacher in ("ema", "student"), "ssl.teacher must be ema or student")
         _check(0.0 <= self.threshold <= 1.0, "ssl.threshold must be in [0, 1]")
         _check(0.0 <= self.ema_decay <= 1.0, "ssl.ema_decay must be in [0, 1]")
         _check(self.mask_shape in ("tube", "token", "frame"), "ssl.mask_shape must be tube, token or frame")
@@ -255,12 +251,16 @@ class OptimConfig:
 class TrainConfig:
     """The run: length, checkpoints, logs."""
 
+    method: str = "svformer"
+    """The training method (`svformer.methods`): svformer, supervised (labeled clips only, the baseline),
+    fixmatch, or masked_video (what `cli.py pretrain` runs)."""
     output_dir: str = ""
     """Where checkpoints, logs and the resolved config go; empty means runs/<config name>."""
     max_steps: int = 1000
     """Total optimizer steps."""
     warmup_steps: int = 100
-    """Supervised-only optimizer steps before the SSL stage starts (the paper's warm-up epochs)."""
+    """svformer and fixmatch: supervised-only optimizer steps before the SSL stage starts (the paper's
+    warm-up epochs); the other methods ignore it."""
     grad_accum: int = 1
     """Micro-steps accumulated per optimizer step."""
     checkpoint_every: int = 500

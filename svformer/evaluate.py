@@ -15,8 +15,10 @@ from tqdm import tqdm
 
 from svformer.config import Config, parse_views
 from svformer.data import eval_loader
-from svformer.deepspeed_setup import all_sum
+from svformer.deepspeed_setup import all_sum, init_distributed
 from svformer.errors import UserError
+from svformer.methods import method_class
+from svformer.reports import write_report
 from svformer.run_dir import build_trained_model, load_trained, pick_models
 from svformer.views import normalize
 
@@ -98,8 +100,6 @@ def evaluate(
     Runs on one process or under the deepspeed launcher (each rank scores its share of videos).
     Returns {model name: metrics}; files are written by rank 0 into `out_dir` (default <ckpt>/eval).
     """
-    from svformer.deepspeed_setup import init_distributed
-
     rank, world, device = init_distributed()
     weights = load_trained(ckpt)
     cfg = weights.config
@@ -141,9 +141,7 @@ def evaluate(
         results[name] = metrics
         predictions[name] = ([r[0] for r in rows], all_labels, combined)
     if rank == 0:
-        from svformer.reports import write_report
-
-        write_report(out, results, predictions, cfg, Path(ckpt))
+        write_report(out, results, predictions, cfg, Path(ckpt), method_class(cfg.train.method).log_keys)
     return results
 
 

@@ -1,7 +1,8 @@
-"""Writing files so that a reader never sees half of one: temp file, fsync, rename."""
+"""Files: writing so that a reader never sees half of one (temp file, fsync, rename), and their SHA-256."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,3 +16,12 @@ def write_atomic(path: str | Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file, read in 4 MiB chunks (shards in manifests, checkpoint files in indexes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

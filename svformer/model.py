@@ -1,6 +1,7 @@
 """TimeSformer with divided space-time attention, plus the token-mix path used by Tube TokenMix.
 
-Read top to bottom: Attention -> Block (temporal, spatial, MLP) -> TimeSformer -> build_model.
+Read top to bottom: Attention -> Block (temporal, spatial, MLP) -> TimeSformer -> build_model ->
+build_from_config.
 Parameter names mirror the official TimeSformer layout (cls_token, pos_embed, time_embed,
 patch_embed.proj, blocks.N.{norm1, attn, temporal_norm1, temporal_attn, temporal_fc, norm2, mlp},
 norm, head) so that importing an official checkpoint is a rename (see weight_import.py).
@@ -19,6 +20,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from svformer.config import Config
 from svformer.errors import UserError
 
 VARIANTS: dict[str, dict[str, int]] = {
@@ -345,3 +347,17 @@ def build_model(variant: str, num_classes: int, num_frames: int = 8, img_size: i
     if num_classes < 1 or num_frames < 1:
         raise UserError("num_classes and num_frames must be >= 1")
     return TimeSformer(num_classes, num_frames=num_frames, img_size=img_size, **kwargs)
+
+
+def build_from_config(cfg: Config) -> TimeSformer:
+    """The TimeSformer a run's config describes (`model.*`, `data.num_frames`, `data.img_size`), randomly
+    initialised: the one place a config becomes a network (training, pretraining's encoder, eval, export,
+    predict). Outside weights are loaded into it separately (`weight_import`)."""
+    return build_model(
+        cfg.model.variant,
+        cfg.model.num_classes,
+        num_frames=cfg.data.num_frames,
+        img_size=cfg.data.img_size,
+        grad_checkpointing=cfg.model.grad_checkpointing,
+        **cfg.model.overrides(),
+    )

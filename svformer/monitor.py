@@ -16,14 +16,22 @@ from tqdm import tqdm
 
 from svformer.methods.base import StepLogs
 
-BAR_KEYS = ("loss", "loss_sup", "loss_unlabeled", "loss_mix", "mask_rate", "pseudo_acc", "lr", "clips_s")
-
 
 class Monitor:
     """Collects per-step scalars, averages them over `log_every` steps and writes them out."""
 
-    def __init__(self, run_dir: Path, start_step: int, max_steps: int, enabled: bool, desc: str = "train") -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        start_step: int,
+        max_steps: int,
+        enabled: bool,
+        desc: str = "train",
+        bar_keys: tuple[str, ...] = ("loss", "lr", "clips_s"),
+    ) -> None:
+        """`bar_keys`: the scalars the progress bar shows (the method's log keys; every one is logged)."""
         self.enabled = enabled
+        self.bar_keys = bar_keys
         self.window: list[StepLogs] = []
         self.clips = 0
         self.tick = time.perf_counter()
@@ -62,7 +70,7 @@ class Monitor:
         self.window, self.clips, self.tick = [], 0, now
         if self.enabled:
             self.write(step, means)
-            shown = {k: f"{means[k]:.3g}" for k in BAR_KEYS if k in means}
+            shown = {k: f"{means[k]:.3g}" for k in self.bar_keys if k in means}
             self.bar.set_postfix(shown, refresh=False)
         return means
 

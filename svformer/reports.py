@@ -1,16 +1,21 @@
-"""Evaluation reports: metrics.json, predictions.csv, confusion.png, curves.png (matplotlib, no display)."""
+"""Reports: metrics.json, predictions.csv, confusion.png, curves.png of an evaluation; pretraining's recon.png
+(matplotlib, no display)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import torch
 
 from svformer.config import Config
+from svformer.data import class_names
 from svformer.files import write_atomic
+
+RECON_FRAMES_SHOWN = 8
 
 
 def _plt():
@@ -20,27 +25,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def class_names(cfg: Config) -> list[str]:
-    """Names from a `classes.txt` in a shard directory, its prep data root or beside its list
-    (as `synth` writes one); else the label numbers."""
-    candidates = []
-    for directory in (Path(cfg.data.val), Path(cfg.data.labeled)):
-        candidates.append(directory / "classes.txt")
-        manifest = directory / "manifest.json"
-        if manifest.exists():
-            settings = json.loads(manifest.read_text()).get("settings", {})
-            for key in ("data_root", "list"):
-                if settings.get(key):
-                    base = Path(settings[key])
-                    candidates += [base / "classes.txt", base.parent / "classes.txt"]
-    for names_file in candidates:
-        if names_file.is_file():
-            names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-            if len(names) == cfg.model.num_classes:
-                return names
-    return [str(i) for i in range(cfg.model.num_classes)]
 
 
 def confusion_matrix(labels: torch.Tensor, pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -82,20 +66,18 @@ def plot_confusion(matrix: torch.Tensor, names: list[str], title: str, path: Pat
     plt.close(fig)
 
 
-def plot_curves(jsonl: Path, path: Path) -> bool:
-    """Training curves from metrics.jsonl: loss terms, pseudo-label stats, validation top-1."""
+def plot_curves(jsonl: Path, path: Path, panels: dict[str, tuple[str, ...]]) -> bool:
+    """Training curves from metrics.jsonl: one panel per entry of `panels` (the method's `log_keys`:
+    title -> keys), then the validation top-1 of every model the run scored."""
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     train = [r for r in rows if r.get("split") == "train"]
     val = [r for r in rows if r.get("split") == "val"]
     if not train:
         return False
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    panels = [
-        ("losses", ("loss", "loss_sup", "loss_unlabeled", "loss_mix")),
-        ("pseudo-labels", ("mask_rate", "pseudo_acc", "pseudo_acc_confident", "confidence")),
-    ]
-    for ax, (title, keys) in zip(axes, panels):
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4), squeeze=False)
+    axes = axes[0]
+    for ax, (title, keys) in zip(axes, panels.items()):
         for key in keys:
             points = [(r["step"], r[key]) for r in train if key in r]
             if points:
@@ -103,13 +85,12 @@ def plot_curves(jsonl: Path, path: Path) -> bool:
         ax.set_title(title)
         ax.set_xlabel("step")
         _legend_or_note(ax)
-    for key in ("student_top1", "teacher_top1"):
+    for key in dict.fromkeys(k for r in val for k in r if k.endswith("_top1")):
         points = [(r["step"], r[key]) for r in val if key in r]
-        if points:
-            axes[2].plot(*zip(*points), marker="o", label=key)
-    axes[2].set_title("validation top-1 (single view)")
-    axes[2].set_xlabel("step")
-    _legend_or_note(axes[2])
+        axes[-1].plot(*zip(*points), marker="o", label=key)
+    axes[-1].set_title("validation top-1 (single view)")
+    axes[-1].set_xlabel("step")
+    _legend_or_note(axes[-1])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -124,8 +105,10 @@ def _legend_or_note(ax) -> None:
         ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
 
 
-def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt: Path) -> None:
-    """Write every report file for the scored models into `out`."""
+def write_report(
+    out: Path, results: dict, predictions: dict, cfg: Config, ckpt: Path, panels: dict[str, tuple[str, ...]]
+) -> None:
+    """Write every report file for the scored models into `out`; `panels`: the curves (`plot_curves`)."""
     out.mkdir(parents=True, exist_ok=True)
     names = class_names(cfg)
     write_atomic(out / "metrics.json", json.dumps(results, indent=2) + "\n")
@@ -143,4 +126,38 @@ def write_report(out: Path, results: dict, predictions: dict, cfg: Config, ckpt:
         plot_confusion(matrix, names, title, out / ("confusion.png" if i == 0 else f"confusion-{model}.png"))
     run_dir = ckpt if ckpt.is_dir() and (ckpt / "metrics.jsonl").exists() else ckpt.parent.parent
     if (run_dir / "metrics.jsonl").exists():
-        plot_curves(run_dir / "metrics.jsonl", out / "curves.png")
+        plot_curves(run_dir / "metrics.jsonl", out / "curves.png", panels)
+
+
+def plot_reconstruction(
+    path: Path, video: torch.Tensor, hidden: torch.Tensor, recon: torch.Tensor, patch_size: int, step: int
+) -> None:
+    """Rows: the frames, the masked input (hidden patches grey), the reconstruction. Written atomically."""
+    plt = _plt()
+    frames = video.float() / 255.0  # (C, T, H, W)
+    c, t, h, w = frames.shape
+    grid_w = w // patch_size
+    keep = torch.ones(h // patch_size * grid_w, dtype=torch.bool)
+    keep[hidden] = False
+    keep = keep.view(-1, grid_w).repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)  # (H, W)
+    masked = torch.where(keep, frames, torch.full_like(frames, 0.5))
+    shown = torch.linspace(0, t - 1, min(t, RECON_FRAMES_SHOWN)).round().long().tolist()
+    rows = [("frames", frames), ("input", masked), ("reconstruction", recon)]
+    fig, axes = plt.subplots(3, len(shown), figsize=(1.4 * len(shown), 4.6), squeeze=False)
+    for r, (title, clip) in enumerate(rows):
+        for col, i in enumerate(shown):
+            ax = axes[r][col]
+            ax.imshow(clip[:, i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(title, fontsize=8)
+            if r == 0:
+                ax.set_title(f"frame {i}", fontsize=8)
+    total = keep.numel() // patch_size**2
+    fig.suptitle(f"step {step}: {len(hidden)} of {total} patches hidden in every frame (grey)", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)

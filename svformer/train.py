@@ -1,9 +1,10 @@
-"""The training loop, shared by `train` (Supervised, SVFormer) and `pretrain` (MaskedVideo), on DeepSpeed.
+"""The training loop, shared by `train` and `pretrain`, on DeepSpeed: it runs the method `train.method` names.
 
-Set-up (process group, model, engine, method, resume, streams), then per optimizer step: micro-steps
-of forward + backward, one finite check, the optimizer step, the method's after-step, log, validate,
-checkpoint. What a step computes is the method's business (`svformer/methods/`); this file knows no
-teacher and no stage.
+Set-up (process group, the method's data checks, run directory, model, engine, method, resume, streams),
+then per optimizer step: micro-steps of forward + backward, one finite check, the optimizer step, the
+method's after-step, log, validate, checkpoint. What a step computes, which streams feed it, what a model
+is made of and what is logged and scored are the method's business (`svformer/methods/`); this file
+names no method.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from svformer import run_dir as runs
+from svformer import run_dir
 from svformer.config import Config, load_config, save_config
-from svformer.data import read_manifest, shard_urls
-from svformer.data.sources import is_prep_dir
+from svformer.data import data_info
 from svformer.deepspeed_setup import (
     all_sum,
     autocast_context,
@@ -28,10 +28,9 @@ from svformer.deepspeed_setup import (
 )
 from svformer.errors import UserError
 from svformer.evaluate import quick_accuracy
-from svformer.methods import Context, Method, build_method
+from svformer.methods import Context, Method, build_method, method_class
 from svformer.monitor import Monitor
 from svformer.optim import build_optimizer, lr_factor
-from svformer.weight_import import backbone_from_config
 
 log = logging.getLogger(__name__)
 ARCH_KEYS = ("variant", "num_classes", "patch_size", "embed_dim", "depth", "num_heads")
@@ -42,52 +41,6 @@ to resume (75 is EX_TEMPFAIL, "try again later")."""
 
 class TrainingStopped(Exception):
     """Raised after a signal-requested stop has saved its checkpoint; the CLI exits with EXIT_STOPPED."""
-
-
-def method_for(cfg: Config) -> str:
-    """The method `train` runs: svformer, or supervised when `ssl.enabled` is false."""
-    return "svformer" if cfg.ssl.enabled else "supervised"
-
-
-def check_shards(cfg: Config, method: str) -> int:
-    """Fail at start, in one line, when the shards cannot serve this config. Returns #labeled videos."""
-    if method == "masked_video":
-        from svformer.methods.masked_video import pretrain_urls
-
-        pretrain_urls(cfg)  # every pretraining spec names shards, or one line naming its config key
-        return 0
-    num_labeled = 0
-    roles = {"svformer": ("labeled", "unlabeled"), "supervised": ("labeled",)}[method]
-    for role in roles:
-        spec = getattr(cfg.data, role)
-        if "://" in str(spec):
-            shard_urls(spec)  # remote: probed now, so an unreachable store is one line before the engine starts
-        if not is_prep_dir(spec):
-            continue  # a pattern or URLs: checked when the stream opens
-        manifest = read_manifest(spec)
-        labels = [int(k) for k in manifest.get("classes", {}) if int(k) >= 0]
-        if labels and max(labels) >= cfg.model.num_classes:
-            raise UserError(
-                f"{spec}: shards hold label {max(labels)} but model.num_classes is "
-                f"{cfg.model.num_classes}; set model.num_classes to the dataset's class count"
-            )
-        if manifest.get("num_classes") and manifest["num_classes"] != cfg.model.num_classes:
-            raise UserError(
-                f"{spec}: prepped with --num-classes {manifest['num_classes']} but model.num_classes "
-                f"is {cfg.model.num_classes}"
-            )
-        if role == "labeled":
-            num_labeled = int(manifest.get("num_samples", 0))
-    return num_labeled
-
-
-def make_model(cfg: Config, method: str = "svformer") -> torch.nn.Module:
-    """The trained network, initialised from the configured weights (a resumed run overwrites them)."""
-    if method == "masked_video":
-        from svformer.methods.masked_video import build_pretrain_model
-
-        return build_pretrain_model(cfg)
-    return backbone_from_config(cfg)
 
 
 def check_same_model(ckpt: Path, cfg: Config) -> None:
@@ -132,79 +85,60 @@ def _due(step: int, every: int, last: int) -> bool:
 
 
 def build_engine_and_method(
-    cfg: Config, kind: str, rank: int, world: int, device: torch.device, load_universal: bool = False
+    cfg: Config, rank: int, world: int, device: torch.device, load_universal: bool = False
 ) -> tuple:
-    """The student in its DeepSpeed engine (optimizer, LR schedule) and the training method around it.
+    """The student (the method's network) in its DeepSpeed engine (optimizer, LR schedule) and the
+    method `train.method` names around it.
 
     Returns (engine, scheduler, method, ds_config). Weights come from the global torch RNG and the
     configured initialisation; a resumed run then loads its checkpoint into both (`run_dir.load`).
     """
-    model = make_model(cfg, kind).to(device)
+    model = method_class(cfg.train.method).build_model(cfg).to(device)
     if cfg.train.compile:
         model.compile()  # in place: the engine, the EMA copy and checkpoints keep the same parameter names
     optimizer = build_optimizer(model, cfg.optim, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     ds = engine_config(cfg, world, load_universal=load_universal)
     engine, scheduler = initialize(model, optimizer, scheduler, ds)
-    method = build_method(kind, Context(cfg, engine, engine.module, device, rank, world, autocast_context(ds, device)))
+    method = build_method(Context(cfg, engine, engine.module, device, rank, world, autocast_context(ds, device)))
     return engine, scheduler, method, ds
 
 
-def train(cfg: Config, method: str | None = None) -> Path:
-    """Run (or resume) training with `method` (default `method_for(cfg)`); returns the run directory.
+def prepare_run_dir(cfg: Config, rank: int, world: int) -> tuple[Path | None, bool]:
+    """Rank 0 clears a half-written checkpoint and records the config; returns (the checkpoint to resume
+    from or None, whether it is loaded through DeepSpeed's universal format: another process count)."""
+    if rank == 0:
+        run_dir.clean_partial(cfg.output_dir)
+        save_config(cfg, cfg.output_dir / "config.yaml")
+    ckpt = run_dir.latest_checkpoint(cfg.output_dir)
+    if ckpt is None:
+        return None, False
+    check_same_model(ckpt, cfg)
+    return ckpt, run_dir.prepare_resume(ckpt, world)
+
+
+def train(cfg: Config) -> Path:
+    """Run (or resume) the method `train.method` names; returns the run directory.
 
     Raises TrainingStopped after SIGTERM/SIGINT (the checkpoint is saved first).
     """
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    kind = method or method_for(cfg)
     rank, world, device = init_distributed()
-    run_dir = cfg.output_dir
-    num_labeled = check_shards(cfg, kind)
-    if rank == 0:
-        runs.clean_partial(run_dir)
-        save_config(cfg, run_dir / "config.yaml")
-    ckpt = runs.latest_checkpoint(run_dir)
-    if ckpt is not None:
-        check_same_model(ckpt, cfg)
-    universal = runs.prepare_resume(ckpt, world) if ckpt is not None else False
-
+    epoch_size = method_class(cfg.train.method).check_data(cfg)  # clips in an epoch; 0: no epochs
+    ckpt, universal = prepare_run_dir(cfg, rank, world)
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
-    engine, scheduler, method_, ds = build_engine_and_method(cfg, kind, rank, world, device, universal)
-    model = engine.module
-
-    step = 0
-    if ckpt is not None:
-        step = runs.load(engine, method_, ckpt).step
-        log.info("resumed from %s at step %d", ckpt, step)
-    streams = method_.open_streams(step)
+    engine, scheduler, method, ds = build_engine_and_method(cfg, rank, world, device, universal)
+    step = run_dir.load(engine, method, ckpt).step if ckpt is not None else 0
+    streams = method.open_streams(step)
     batches = {name: iter(stream) for name, stream in streams.items()}
-    data = runs.data_info(cfg)
-    monitor = Monitor(run_dir, step, cfg.train.max_steps, enabled=rank == 0, desc=kind)
-    monitor.message(
-        f"svformer {kind}: {world} process(es) on {device}, {precision_name(ds)}, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, run dir {run_dir}"
-        + (f", resumed at step {step}" if step else "")
-    )
-    labeled_per_step = cfg.data.batch_size * cfg.train.grad_accum * world
-    stop = StopRequest()
-    bad_in_a_row = 0
+    provenance = data_info(cfg)
+    monitor = Monitor(cfg.output_dir, step, cfg.train.max_steps, rank == 0, method.name, _bar_keys(method))
+    monitor.message(_banner(cfg, method, world, device, ds, step))
+    clips_per_step = cfg.data.batch_size * cfg.train.grad_accum * world  # of the first stream: the epoch's unit
+    stop, bad_in_a_row = StopRequest(), 0
     try:
         while step < cfg.train.max_steps:
-            non_finite = torch.zeros((), device=device)
-            step_logs, clips = [], 0
-            for _ in range(cfg.train.grad_accum):  # micro-steps: forward and backward only
-                batch = {name: _to_device(next(batches[name]), device) for name in method_.wants(step)}
-                loss, logs = method_.loss(batch, step)
-                engine.backward(loss)
-                non_finite += (~torch.isfinite(loss.detach())).float()  # stays on the device
-                step_logs.append(logs)
-                clips += sum(len(b["label"]) for b in batch.values())
-            # One all-reduce and one host read per optimizer step: a non-finite loss on any rank skips
-            # the step on every rank (else the gradient all-reduce would hang), and a stop signal on
-            # any rank stops every rank after this step.
-            bad, stopping = all_sum(
-                torch.stack([non_finite, torch.tensor(float(stop.signal is not None), device=device)]), device
-            )
+            step_logs, clips, bad, stopping = _accumulate(cfg, engine, method, batches, step, device, stop)
             if bad:
                 engine.zero_grad()  # drop this step's gradients; the optimizer does not step
                 bad_in_a_row += 1
@@ -217,24 +151,21 @@ def train(cfg: Config, method: str | None = None) -> Path:
                 continue
             bad_in_a_row = 0
             engine.step()
-            method_.after_step(step)
+            method.after_step(step)
             step += 1
             monitor.add(step_logs, clips * world)
             monitor.advance()
+            epoch = step * clips_per_step / epoch_size if epoch_size else 0.0
             if _due(step, cfg.train.log_every, cfg.train.max_steps):
                 extra = {
                     "lr": scheduler.get_last_lr()[0],
                     "skipped_samples": float(sum(s.stats()["skipped"] for s in streams.values())),
                 }
-                if num_labeled:  # an epoch is a pass over the labeled set (the paper's unit)
-                    extra["epoch"] = step * labeled_per_step / num_labeled
-                monitor.flush(step, extra)
+                monitor.flush(step, extra | ({"epoch": epoch} if epoch_size else {}))
             if cfg.train.val_every and _due(step, cfg.train.val_every, cfg.train.max_steps):
-                _validate(cfg, method_, rank, world, device, monitor, step)
+                _validate(cfg, method, rank, world, device, monitor, step)
             if _due(step, cfg.train.checkpoint_every, cfg.train.max_steps) or stopping:
-                saved = runs.save(
-                    engine, method_, cfg, step, {"epoch": step * labeled_per_step / max(num_labeled, 1)}, data
-                )  # epoch 0 for pretraining: no labeled set
+                saved = run_dir.save(engine, method, cfg, step, {"epoch": epoch}, provenance)
                 if stopping:
                     raise TrainingStopped(
                         f"stopped by a signal after step {step}; checkpoint {saved} saved: "
@@ -243,7 +174,41 @@ def train(cfg: Config, method: str | None = None) -> Path:
     finally:
         stop.restore()
         monitor.close()
-    return run_dir
+    return cfg.output_dir
+
+
+def _accumulate(cfg: Config, engine, method: Method, batches: dict, step: int, device, stop: StopRequest) -> tuple:
+    """One optimizer step's micro-steps (forward and backward only). Returns (their logs, clips seen,
+    whether any rank had a non-finite loss, whether any rank was asked to stop)."""
+    non_finite = torch.zeros((), device=device)
+    step_logs, clips = [], 0
+    for _ in range(cfg.train.grad_accum):
+        batch = {name: _to_device(next(batches[name]), device) for name in method.wants(step)}
+        loss, logs = method.loss(batch, step)
+        engine.backward(loss)
+        non_finite += (~torch.isfinite(loss.detach())).float()  # stays on the device
+        step_logs.append(logs)
+        clips += sum(len(b["label"]) for b in batch.values())
+    # One all-reduce and one host read per optimizer step: a non-finite loss on any rank skips the step
+    # on every rank (else the gradient all-reduce would hang), and a stop signal on any rank stops every
+    # rank after this step.
+    bad, stopping = all_sum(
+        torch.stack([non_finite, torch.tensor(float(stop.signal is not None), device=device)]), device
+    )
+    return step_logs, clips, bad, stopping
+
+
+def _bar_keys(method: Method) -> tuple[str, ...]:
+    """The progress bar's scalars: the method's log keys, the learning rate and the throughput."""
+    return (*dict.fromkeys(k for keys in method.log_keys.values() for k in keys), "lr", "clips_s")
+
+
+def _banner(cfg: Config, method: Method, world: int, device, ds: dict, step: int) -> str:
+    params = sum(p.numel() for p in method.ctx.student_module.parameters()) / 1e6
+    return (
+        f"svformer {method.name}: {world} process(es) on {device}, {precision_name(ds)}, "
+        f"{params:.2f}M parameters, run dir {cfg.output_dir}" + (f", resumed at step {step}" if step else "")
+    )
 
 
 def _validate(cfg: Config, method: Method, rank: int, world: int, device, monitor: Monitor, step: int) -> None:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from svformer.config import Config
+from svformer.config import ModelConfig
 from svformer.errors import UserError
 from svformer.model import resize_pos_embed, resize_time_embed
+from svformer.run_dir import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def load_official(model: nn.Module, path_or_state_dict: str | Path | Mapping[str
 ENCODER_PREFIX = "encoder."
 
 
-def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any]:
+def load_pretrained_encoder(model: nn.Module, path: str | Path, option: str = "--ckpt") -> dict[str, Any]:
     """Initialise a classification TimeSformer from a masked-video pretraining run's encoder.
 
     The autoencoder's `encoder.*` tensors are loaded strictly (every parameter but the head; position
@@ -245,14 +246,13 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any
     Args:
         model: the TimeSformer to fill.
         path: a pretrain run directory (its newest intact checkpoint), a checkpoint directory or an export.
+        option: the option or config key that gave `path`, named in the error when nothing is there.
     Returns:
         {"source": str, "step": int, "loaded": int, "dropped": int (decoder tensors), "fresh": [head names]}.
     Raises:
         UserError: nothing usable at `path`, not a pretraining checkpoint, or keys/shapes that do not fit.
     """
-    from svformer.run_dir import load_trained
-
-    weights = load_trained(path)
+    weights = load_trained(path, option)
     source = weights.source
     student = weights.states.get("student")
     if student is None:
@@ -297,27 +297,27 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path) -> dict[str, Any
     return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}
 
 
-def backbone_from_config(cfg: Config, pretrained_encoder: bool = True) -> nn.Module:
-    """The TimeSformer `cfg.model` describes, with its outside weights: `model.official_init` or
-    `model.imagenet_init`, else (when `pretrained_encoder`) the encoder of `model.pretrain_init`.
+INIT_KEYS = ("official_init", "imagenet_init", "pretrain_init")
 
-    Train uses it for the student; pretraining for its encoder (there `model.pretrain_init` continues
-    the whole autoencoder instead, so it passes `pretrained_encoder=False`).
+
+def load_configured_init(model: nn.Module, model_cfg: ModelConfig, encoder_only: bool = True) -> nn.Module:
+    """Load the outside weights `model_cfg` names into `model` (a TimeSformer): `model.official_init`,
+    `model.imagenet_init`, or (when `encoder_only`) the encoder of the pretraining run `model.pretrain_init`.
+    Returns `model`. An error names the config key that gave the path.
+
+    Pretraining passes `encoder_only=False`: there `model.pretrain_init` continues the whole autoencoder.
     """
-    from svformer.model import build_model
-
-    model = build_model(
-        cfg.model.variant,
-        cfg.model.num_classes,
-        num_frames=cfg.data.num_frames,
-        img_size=cfg.data.img_size,
-        grad_checkpointing=cfg.model.grad_checkpointing,
-        **cfg.model.overrides(),
-    )
-    if cfg.model.official_init:
-        load_official(model, cfg.model.official_init)
-    elif cfg.model.imagenet_init:
-        load_imagenet_vit(model, cfg.model.imagenet_init)
-    elif cfg.model.pretrain_init and pretrained_encoder:
-        load_pretrained_encoder(model, cfg.model.pretrain_init)
+    loaders = {
+        "official_init": load_official,
+        "imagenet_init": load_imagenet_vit,
+        "pretrain_init": lambda m, path: load_pretrained_encoder(m, path, option="model.pretrain_init"),
+    }
+    for key in INIT_KEYS:  # the config allows one of them
+        path = getattr(model_cfg, key)
+        if path and (encoder_only or key != "pretrain_init"):
+            try:
+                loaders[key](model, path)
+            except UserError as err:
+                message = str(err)
+                raise UserError(message if message.startswith("model.") else f"model.{key}: {message}") from None
     return model

@@ -28,9 +28,9 @@ def demo_shards(demo_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     Per class: 1 val, 1 labeled, 2 unlabeled videos (8 / 8 / 16 in all); shards of ~200 kB, so
     the unlabeled dir has several shards.
     """
-    from prep.decode import DecodeSettings
-    from prep.lists import split_list
     from prep.shards import prep_list
+    from prep.split import split_list
+    from svformer.video.decode import DecodeSettings
 
     out = tmp_path_factory.mktemp("demo_shards")
     lists = split_list(demo_videos / "all.txt", out / "lists", labeled=0.34, val=0.25, seed=0)
@@ -54,7 +54,7 @@ def lavfi_video():
     a small test video from ffmpeg's lavfi `testsrc` with the bundled ffmpeg and returns its path."""
     import subprocess
 
-    from prep.ffmpeg_bin import ffmpeg_exe
+    from svformer.video.ffmpeg_bin import ffmpeg_exe
 
     def make_video(
         path: Path,

@@ -64,7 +64,7 @@ def test_bench_compares_arms_on_a_given_config_with_overrides(demo_shards, tmp_p
     # Every arm really got the shared override and its own: the run's saved config says so.
     run_cfg = (tmp_path / "work" / "svformer-seed1" / "config.yaml").read_text()
     assert "threshold: 0.0" in run_cfg and "seed: 1" in run_cfg
-    assert "enabled: false" in (tmp_path / "work" / "supervised-seed0" / "config.yaml").read_text()
+    assert "method: supervised" in (tmp_path / "work" / "supervised-seed0" / "config.yaml").read_text()
     # The svformer arms run first (longest first), yet the tables list supervised first.
     assert list(saved["table"]) == ["supervised", "svformer"]
     sup, ssl = saved["table"]["supervised"]["best_top1"], saved["table"]["svformer"]["best_top1"]

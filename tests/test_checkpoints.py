@@ -12,7 +12,15 @@ from timm.models.vision_transformer import VisionTransformer
 
 from svformer import build_model, load_imagenet_vit, load_official
 from svformer.errors import UserError
-from svformer.run_dir import load_exported, save_exported
+from svformer.run_dir import (
+    CorruptCheckpoint,
+    complete_checkpoints,
+    latest_checkpoint,
+    load_exported,
+    load_trained,
+    save_exported,
+    verify,
+)
 
 TINY = dict(embed_dim=64, depth=2, num_heads=2)
 
@@ -187,3 +195,15 @@ def test_load_exported_rejects_foreign_files(tmp_path: Path) -> None:
         load_exported(tmp_path / "junk.safetensors")
     with pytest.raises(UserError, match="does not exist"):
         load_exported(tmp_path / "missing.safetensors")
+
+
+def test_a_step_directory_without_its_index_is_no_checkpoint(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoints" / "step-000004"
+    ckpt.mkdir(parents=True)
+    torch.save({"step": 4, "world_size": 1}, ckpt / "state.pt")
+    (ckpt / "config.yaml").write_text("{}\n")
+    assert complete_checkpoints(tmp_path) == [] and latest_checkpoint(tmp_path) is None
+    with pytest.raises(CorruptCheckpoint, match="no index.json"):
+        verify(ckpt)
+    with pytest.raises(UserError, match="no complete checkpoint"):
+        load_trained(tmp_path)

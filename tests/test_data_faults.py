@@ -13,6 +13,7 @@ from _data_shards import Video, videos, write_shards
 
 import svformer.data as data
 from svformer.config import Config
+from svformer.data.tarread import read_shard
 
 SIZE = 32
 
@@ -117,3 +118,17 @@ def test_shard_cut_at_a_member_boundary_is_reported(tmp_path):
     assert [k for b in stream for k in b["key"]] == ["v0000", "v0001"]
     ((url, key, reason),) = stream.stats()["events"]
     assert key == "" and "end-of-archive" in reason
+
+
+def test_read_shard_gives_whole_samples_then_raises_for_a_truncated_shard(tmp_path):
+    (path,) = write_shards(tmp_path, videos(3), per_shard=3, manifest=False)
+    whole = list(read_shard(path))
+    assert [s["__key__"] for s in whole] == ["v0000", "v0001", "v0002"]
+    assert all(isinstance(s["jpgs"], bytes) and isinstance(s["json"], bytes) for s in whole)
+    with tarfile.open(path) as tar:
+        cut = tar.getmembers()[4].offset  # the header of the third video's .json: two whole videos remain
+    path.write_bytes(path.read_bytes()[:cut])
+    seen = []
+    with pytest.raises(tarfile.ReadError, match="end-of-archive"):
+        seen.extend(s["__key__"] for s in read_shard(path))
+    assert seen == ["v0000", "v0001"]

@@ -201,6 +201,7 @@ def test_curves_without_pseudo_label_or_validation_rows_say_so_instead_of_an_emp
     # Supervised-only runs log no pseudo-labels, and the SSL bench trains with train.val_every=0.
     import warnings
 
+    from svformer.methods import Supervised
     from svformer.reports import plot_curves
 
     jsonl = tmp_path / "metrics.jsonl"
@@ -212,8 +213,10 @@ def test_curves_without_pseudo_label_or_validation_rows_say_so_instead_of_an_emp
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns about a legend with no labelled artists
-        assert plot_curves(jsonl, tmp_path / "curves.png")
+        assert plot_curves(jsonl, tmp_path / "curves.png", Supervised.log_keys)
     assert (tmp_path / "curves.png").stat().st_size > 0
     (tmp_path / "empty.jsonl").write_text("")
-    assert not plot_curves(tmp_path / "empty.jsonl", tmp_path / "none.png")  # no train rows: no plot
+    assert not plot_curves(
+        tmp_path / "empty.jsonl", tmp_path / "none.png", Supervised.log_keys
+    )  # no train rows: no plot
     assert not (tmp_path / "none.png").exists()

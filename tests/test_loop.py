@@ -98,7 +98,7 @@ def test_the_teacher_appears_when_warm_up_ends_as_an_exact_copy_then_lags(demo_s
     assert _equal(recorder.teacher_after[1], recorder.student_after[1])  # created after the last warm-up step
     assert not _equal(recorder.teacher_after[3], recorder.student_after[3])  # then an EMA of the student
     ckpt = cfg.output_dir / "checkpoints" / "step-000005"
-    assert _equal(torch.load(ckpt / "method.pt", weights_only=True)["teacher"], recorder.teacher_after[4])
+    assert _equal(torch.load(ckpt / "method.pt", weights_only=True)["models"]["teacher"], recorder.teacher_after[4])
 
 
 def test_resume_in_the_warm_up_and_in_the_svformer_stage(demo_shards, tmp_path, monkeypatch):
@@ -115,7 +115,7 @@ def test_resume_in_the_warm_up_and_in_the_svformer_stage(demo_shards, tmp_path, 
     )
     train(cfg)
     checkpoints = cfg.output_dir / "checkpoints"
-    saved_teacher = torch.load(checkpoints / "step-000003" / "method.pt", weights_only=True)["teacher"]
+    saved_teacher = torch.load(checkpoints / "step-000003" / "method.pt", weights_only=True)["models"]["teacher"]
     saved_student = torch.load(checkpoints / "step-000003" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
 
     # SVFormer stage: resume at step 3 with the teacher it saved

@@ -55,10 +55,10 @@ def _predict(*args: str) -> tuple[int, str]:
 
 
 def test_predict_on_raw_videos_gives_eval_logits_of_their_shards(trained_run, demo_shards, demo_videos):
-    from prep.decode import DecodeSettings
-    from prep.lists import sample_key
     from svformer import Predictor
+    from svformer.lists import sample_key
     from svformer.predict import gather_inputs
+    from svformer.video.decode import DecodeSettings
 
     predictor = Predictor.load(trained_run, views="2x3", device="cpu")
     assert predictor.decode == DecodeSettings(short_side=64, fps=15)  # the shards' prep settings, from the checkpoint
@@ -140,7 +140,8 @@ def test_pseudo_labels_and_label_next_are_lists_that_split_and_prep_read(
 ):
     import csv
 
-    from prep.lists import read_list, split_list
+    from prep.split import split_list
+    from svformer.lists import read_list
 
     val = demo_shards / "lists" / "val.txt"
     code, output = _predict(
@@ -197,10 +198,10 @@ def test_label_next_takes_the_least_certain_round_robin_over_classes():
 
 
 def test_prep_classes_names_the_classes_without_changing_shards_or_resume(demo_videos, demo_shards, tmp_path):
-    from prep.decode import DecodeSettings
-    from prep.lists import read_class_names
     from prep.shards import prep_list
     from svformer.errors import UserError
+    from svformer.lists import read_class_names
+    from svformer.video.decode import DecodeSettings
 
     val, classes = demo_shards / "lists" / "val.txt", demo_videos / "classes.txt"
     names = read_class_names(classes, 8)

@@ -15,12 +15,12 @@ import torch
 import webdataset as wds
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from prep.decode import DecodeSettings, jpeg_qscale
-from prep.inspect_shards import iter_members
-from prep.jpeg import JpegError, jpeg_size, split_jpeg_stream
-from prep.lists import read_list
 from prep.shards import parse_part, parse_size, prep_list
+from svformer.data.tarread import read_shard
 from svformer.errors import UserError
+from svformer.lists import read_list
+from svformer.video.decode import DecodeSettings, jpeg_qscale
+from svformer.video.jpeg import JpegError, jpeg_size, split_jpeg_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "cli.py")]
@@ -32,8 +32,8 @@ def _samples(shard_dir: Path) -> dict[str, tuple[dict, bytes]]:
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     out = {}
     for shard in manifest["shards"]:
-        for key, group in iter_members(shard_dir / shard["name"]):
-            out[key] = (json.loads(group["json"]), group["jpgs"])
+        for group in read_shard(shard_dir / shard["name"]):
+            out[group["__key__"]] = (json.loads(group["json"]), group["jpgs"])
     return out
 
 
@@ -198,7 +198,7 @@ def test_prep_parts_cover_the_list_exactly_once_and_merge_into_one_manifest(tmp_
 
 def _samples_of(out: Path, manifest_name: str) -> list[tuple[dict, bytes]]:
     manifest = json.loads((out / manifest_name).read_text())
-    return [(json.loads(g["json"]), g["jpgs"]) for s in manifest["shards"] for _, g in iter_members(out / s["name"])]
+    return [(json.loads(g["json"]), g["jpgs"]) for s in manifest["shards"] for g in read_shard(out / s["name"])]
 
 
 def _jpeg(value: int, comment: bytes = b"") -> bytes:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from prep.ffmpeg_bin import ffmpeg_exe
-from prep.inspect_shards import iter_members
-from prep.lists import read_list
 from prep.shards import prep_list
+from svformer.data.tarread import read_shard
 from svformer.errors import UserError
+from svformer.lists import read_list
+from svformer.video.ffmpeg_bin import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -92,7 +92,7 @@ def prepped(bad_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[di
     manifest = prep_list(bad_dir / "list.txt", out, num_classes=10, workers=2, max_failures=1.0, progress=False)
     samples = {}
     for shard in manifest["shards"]:
-        for _, group in iter_members(out / shard["name"]):
+        for group in read_shard(out / shard["name"]):
             meta = json.loads(group["json"])
             samples[meta["source"]] = meta
     failures = {f["line"]: f for f in manifest["failures"]}

@@ -139,8 +139,7 @@ def test_bad_pretrain_settings_fail_in_one_line(override, needle):
 
 
 def test_method_step_and_recon_png(tmp_path):
-    from svformer.methods import Context, build_method
-    from svformer.methods.masked_video import build_pretrain_model
+    from svformer.methods import Context, MaskedVideo, build_method
 
     cfg = load_config(
         None,
@@ -158,10 +157,11 @@ def test_method_step_and_recon_png(tmp_path):
             "pretrain.decoder_depth=1",
             "pretrain.recon_every=2",
             f"train.output_dir={tmp_path}",
+            "train.method=masked_video",
         ],
     )
-    model = build_pretrain_model(cfg)
-    method = build_method("masked_video", Context(cfg, model, model, torch.device("cpu"), 0, 1, contextlib.nullcontext))
+    model = MaskedVideo.build_model(cfg)
+    method = build_method(Context(cfg, model, model, torch.device("cpu"), 0, 1, contextlib.nullcontext))
     assert method.wants(0) == ("videos",) and method.eval_models() == {}
     video = torch.randint(0, 256, (2, 3, 4, 32, 32), dtype=torch.uint8)
     for step in range(2):
@@ -173,10 +173,10 @@ def test_method_step_and_recon_png(tmp_path):
 
 
 def test_synthetic_pretraining_set_is_unlabeled_varied_and_preps(tmp_path):
-    from prep.decode import DecodeSettings
     from prep.shards import prep_list
     from prep.synth import SHAPES as MOTION_SHAPES
     from prep.synth_pretrain import STAGES, render_scene, sample_scene, synthesize_pretrain
+    from svformer.video.decode import DecodeSettings
 
     scenes = [sample_scene(np.random.default_rng([0, i])) for i in range(200)]
     assert {s.stage for s in scenes} == set(range(len(STAGES)))

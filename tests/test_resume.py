@@ -37,7 +37,7 @@ def _load_in_one_process(cfg, ckpt: Path):
     init_distributed()
     universal = run_dir.prepare_resume(ckpt, 1)
     torch.manual_seed(123)  # other initial weights: everything must come from the checkpoint
-    engine, scheduler, method, _ = build_engine_and_method(cfg, "svformer", 0, 1, torch.device("cpu"), universal)
+    engine, scheduler, method, _ = build_engine_and_method(cfg, 0, 1, torch.device("cpu"), universal)
     resumed = run_dir.load(engine, method, ckpt)
     return universal, engine, scheduler, method, resumed
 
@@ -62,7 +62,7 @@ def test_resume_two_to_one_to_two_processes_restores_the_whole_state(demo_shards
     assert universal and resumed.step == 3 and resumed.world_size == 2
     saved_student = torch.load(ckpt / "mp_rank_00_model_states.pt", weights_only=False)["module"]
     assert all(torch.equal(v, saved_student[k]) for k, v in engine.module.state_dict().items())
-    saved_teacher = torch.load(ckpt / "method.pt", weights_only=True)["teacher"]
+    saved_teacher = torch.load(ckpt / "method.pt", weights_only=True)["models"]["teacher"]
     assert all(torch.equal(v, saved_teacher[k]) for k, v in method.teacher.state_dict().items())
     assert scheduler.last_epoch == 3
     expected_lr = cfg.optim.lr * scheduler.lr_lambdas[0](3)

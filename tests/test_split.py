@@ -1,4 +1,4 @@
-"""prep.lists: list parsing basics and the stratified labeled/unlabeled/val split."""
+"""svformer.lists and prep.split: list parsing basics and the stratified labeled/unlabeled/val split."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from prep.lists import Entry, read_list, sample_key, split_list, stratified_split
+from prep.split import split_list, stratified_split
 from svformer.errors import UserError
+from svformer.lists import Entry, read_list, sample_key
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -244,21 +244,41 @@ def test_step_variants_and_pseudo_label_accuracy_logs():
     torch.manual_seed(0)
     student = TinyVideoNet()
     labeled, unlabeled = _batches()
-    cfg = SSLConfig(teacher="student", mix=False, strong_ops="none", threshold=0.0)
+    cfg = SSLConfig(mix=False, strong_ops="none", threshold=0.0)
     labels = torch.tensor([-1, 0, 1, 2])
-    loss, logs = svformer_step(student, None, labeled, unlabeled, cfg, gen(), 5, unlabeled_labels=labels)
+    teacher = ssl.EMATeacher(student)
+    loss, logs = svformer_step(student, teacher, labeled, unlabeled, cfg, gen(), 5, unlabeled_labels=labels)
     with torch.no_grad():
-        hard = student(unlabeled[0]).argmax(-1)
+        hard = teacher(unlabeled[0]).argmax(-1)
     assert logs["loss_mix"] == 0.0 and abs(logs["pseudo_acc"] - float((hard[1:] == labels[1:]).float().mean())) < 1e-6
     assert logs["pseudo_acc_confident"] == logs["pseudo_acc"]
     for extra in ({"mask_per_sample": False}, {"mask_shape": "frame", "mix_loss": "soft_ce"}):
         cfg = dataclasses.replace(SSLConfig(), **extra)
         loss, logs = svformer_step(student, ssl.EMATeacher(student), labeled, unlabeled, cfg, gen(), 5)
         assert torch.isfinite(loss) and set(logs) >= {"loss_sup", "loss_unlabeled", "loss_mix", "confidence"}
-    no_unlabeled = (unlabeled[0][:0], unlabeled[1][:0])  # data.unlabeled_ratio 0: the supervised loss alone
-    sup_loss, sup_logs = svformer_step(student, None, labeled, no_unlabeled, cfg, gen(), 5)
-    assert torch.isclose(sup_loss, F.cross_entropy(student(labeled[0]), labeled[1]))
-    assert set(sup_logs) == {"loss", "loss_sup"}
+
+
+def test_fixmatch_targets_are_the_same_models_confident_weak_view_predictions():
+    from svformer.methods.fixmatch import fixmatch_loss
+
+    torch.manual_seed(0)
+    student = TinyVideoNet()
+    labeled, unlabeled = _batches()
+    with torch.no_grad():
+        probs = student(unlabeled[0]).softmax(-1)
+    # a threshold between the clips' confidences: only the more confident ones are targets
+    threshold = float(probs.max(-1).values.median())
+    cfg = SSLConfig(strong_ops="none", temporal_warp=False, threshold=threshold, lambda_unlabeled=2.0)
+    loss, logs = fixmatch_loss(student, labeled, unlabeled, cfg, gen(), torch.tensor([-1, 0, 1, 2]))
+    confident = probs.max(-1).values >= threshold
+    hard = probs.argmax(-1)
+    per_clip = F.cross_entropy(student(unlabeled[1]), hard, reduction="none")
+    expected_un = (per_clip * confident.float()).mean()
+    expected = F.cross_entropy(student(labeled[0]), labeled[1]) + 2.0 * expected_un
+    assert torch.isclose(loss, expected, atol=1e-5) and torch.isclose(logs.means["loss_unlabeled"], expected_un)
+    assert 0 < float(logs.means["mask_rate"]) < 1 and "loss_mix" not in logs.means
+    loss.backward()  # the gradient flows through the strong view only: the weak view's forward had none
+    assert student.head.weight.grad is not None
 
 
 def test_step_runs_on_the_real_tiny_model_and_is_deterministic():

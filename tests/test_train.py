@@ -63,7 +63,7 @@ def _fresh_engine_and_method(cfg):
     from svformer.train import build_engine_and_method
 
     torch.manual_seed(123)
-    engine, scheduler, method, _ = build_engine_and_method(cfg, "svformer", 0, 1, torch.device("cpu"))
+    engine, scheduler, method, _ = build_engine_and_method(cfg, 0, 1, torch.device("cpu"))
     return engine, scheduler, method
 
 
@@ -90,7 +90,7 @@ def test_resume_restores_identical_student_teacher_optimizer_and_rng(demo_shards
     saved_student = torch.load(ckpt / "mp_rank_00_model_states.pt", weights_only=False)["module"]
     for name, value in engine.module.state_dict().items():
         assert torch.equal(value, saved_student[name]), name
-    saved_teacher = torch.load(ckpt / "method.pt", weights_only=True)["teacher"]
+    saved_teacher = torch.load(ckpt / "method.pt", weights_only=True)["models"]["teacher"]
     teacher = method.teacher.state_dict()
     assert all(torch.equal(teacher[k], saved_teacher[k]) for k in saved_teacher)
     assert any(not torch.equal(teacher[k], saved_student[k]) for k in saved_teacher)  # the teacher lags
@@ -113,8 +113,7 @@ def test_supervised_only_mode_trains_without_a_teacher(demo_shards, tmp_path):
         demo_shards,
         tmp_path / "run",
         tmp_path / "c.yaml",
-        ssl={"enabled": False},
-        train={"max_steps": 3, "warmup_steps": 0, "val_every": 3},
+        train={"method": "supervised", "max_steps": 3, "warmup_steps": 0, "val_every": 3},
     )
     result = cli("train", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -181,8 +180,7 @@ def test_repeated_non_finite_losses_stop_the_run_with_a_message(demo_shards, tmp
         demo_shards,
         tmp_path / "run",
         tmp_path / "c.yaml",
-        ssl={"enabled": False},
-        train={"max_steps": 3, "warmup_steps": 0, "max_bad_steps": 3, "val_every": 0},
+        train={"method": "supervised", "max_steps": 3, "warmup_steps": 0, "max_bad_steps": 3, "val_every": 0},
     )
     with pytest.raises(UserError, match="3 non-finite losses in a row"):
         train(load_config(config))

@@ -5,7 +5,8 @@ frames as concatenated JPEGs in `KEY.jpgs`. The streams read and decode only the
 needs: local shards are read at random offsets (tarread.py; `pipe:`/remote URLs stream through
 webdataset's tar reader), the clip's JPEG bytes are sliced out, and only those are decoded.
 
-- `shard_urls(spec)`, `read_manifest(dir)`: sources (sources.py).
+- `shard_urls(spec)`, `read_manifest(dir)`: sources (sources.py); `data_info(cfg)`, `class_names(cfg)`:
+  the prep settings and class names of a run's shards (provenance.py).
 - `clip_indices`, `random_clip_start`, `uniform_clip_starts`, `decode_frames`: index math and
   decoding (clips.py). Strides are in *stored* frames (prep caps the fps; the demo data is 15 fps).
 - `labeled_loader`, `unlabeled_loader`, `eval_loader`, `video_loader` (pretraining: one view,
@@ -39,14 +40,17 @@ from svformer.data.clips import (
     random_clip_start,
     uniform_clip_starts,
 )
+from svformer.data.provenance import class_names, data_info
 from svformer.data.sources import read_manifest, shard_urls
 from svformer.data.streams import Stream, eval_loader, labeled_loader, unlabeled_loader, video_loader
 
 __all__ = [
     "SampleError",
     "Stream",
+    "class_names",
     "clip_index_list",
     "clip_indices",
+    "data_info",
     "decode_frames",
     "eval_loader",
     "frame_offsets",

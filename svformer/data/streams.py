@@ -162,7 +162,7 @@ def unlabeled_loader(
     """
     batch_size = cfg.data.batch_size * cfg.data.unlabeled_ratio
     if batch_size < 1:
-        raise UserError("data.unlabeled_ratio is 0: there is no unlabeled batch to load (set ssl.enabled=false)")
+        raise UserError("data.unlabeled_ratio is 0: there is no unlabeled batch to load (set train.method=supervised)")
     make_item = samples.WeakStrongItem(transform or samples.WeakStrongViews(cfg.data, cfg.ssl))
     make_clip = samples.ClipBytes(cfg.data.num_frames, cfg.data.sampling_rate, None)
     return _training_stream(

@@ -2,10 +2,12 @@
 
 A sample's `KEY.jpgs` holds every frame of the video (about 4 MB for 10 s at 256p), while a clip
 needs 8 of them. webdataset's tar reader streams every byte (measured: reading cost more than
-JPEG-decoding the clip), so for local (seekable) shards `read_tar_samples` parses the tar headers
-with the standard library's random-access mode, reads `KEY.json` and hands out `KEY.jpgs` as a
-`ByteRange` that reads only the byte slices asked for. `pipe:` and remote URLs cannot seek and go
-through webdataset's streaming reader (`tarfile_samples`), with the same handler.
+JPEG-decoding the clip), so for local (seekable) shards the `TarSamples` stage parses the tar
+headers with the standard library's random-access mode, reads `KEY.json` and hands out `KEY.jpgs` as
+a `ByteRange` that reads only the byte slices asked for. `pipe:` and remote URLs cannot seek and go
+through webdataset's streaming reader (`tarfile_samples`), with the same handler. `read_shard` is
+the same reader for tools that want every member's bytes (`cli.py inspect`, tests): this module is
+the one tar reader of the project.
 
 A `ByteRange` reads from the shard's open file: it is valid until the stream moves on to the next
 shard, so stages must slice what they need (ClipBytes, EvalItem do) before the sample is buffered.
@@ -16,6 +18,8 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext
@@ -130,3 +134,19 @@ class TarSamples:
                 continue
             path = shard.get("local") or local_path(url)  # a remote shard's downloaded copy, or a local one
             yield from (_streamed(url, self.handler) if path is None else _local_samples(url, path, self.handler))
+
+
+def _raise(exn: Exception) -> NoReturn:
+    raise exn
+
+
+def read_shard(path: str | Path) -> Iterator[dict]:
+    """Every sample of one local shard in tar order, each member's bytes read: {"__key__", "__url__", ext: bytes}.
+
+    Raises:
+        tarfile.TarError, OSError: the shard is unreadable, truncated or corrupt (after yielding the
+            samples before the fault).
+    """
+    url = str(path)
+    for sample in _local_samples(url, url, _raise):
+        yield {name: value[:] if isinstance(value, ByteRange) else value for name, value in sample.items()}

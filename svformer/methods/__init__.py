@@ -1,27 +1,28 @@
-"""Training methods behind the one loop: `Supervised`, `SVFormer` (and `MaskedVideo` pretraining).
+"""Training methods behind the one loop, by their `train.method` name: `supervised`, `svformer`,
+`fixmatch` (train) and `masked_video` (pretrain).
 
-`build_method(kind, ctx)` picks one: train uses `svformer` (or `supervised` when `ssl.enabled` is
-false), pretrain uses `masked_video`.
+Adding a method: one module with a `Method` subclass decorated `@register("name")`, imported below
+(or anywhere before `train` runs, e.g. from a test); `train.method=name` then runs it.
 """
 
 from __future__ import annotations
 
-from svformer.methods.base import Batch, Context, Method, StepLogs
-from svformer.methods.masked_video import MaskedVideo, build_pretrain_model
+from svformer.methods.base import METHODS, Batch, Context, Method, StepLogs, method_class, register
+from svformer.methods.fixmatch import FixMatch, fixmatch_loss
+from svformer.methods.masked_video import MaskedVideo
 from svformer.methods.supervised import Supervised
 from svformer.methods.svformer import SVFormer, svformer_loss
 
-METHODS: dict[str, type[Method]] = {"supervised": Supervised, "svformer": SVFormer, "masked_video": MaskedVideo}
 
-
-def build_method(kind: str, ctx: Context) -> Method:
-    """The method named `kind` for this run."""
-    return METHODS[kind](ctx)
+def build_method(ctx: Context) -> Method:
+    """The method `ctx.cfg.train.method` names, for this run."""
+    return method_class(ctx.cfg.train.method)(ctx)
 
 
 __all__ = [
     "Batch",
     "Context",
+    "FixMatch",
     "METHODS",
     "MaskedVideo",
     "Method",
@@ -29,6 +30,8 @@ __all__ = [
     "SVFormer",
     "Supervised",
     "build_method",
-    "build_pretrain_model",
+    "fixmatch_loss",
+    "method_class",
+    "register",
     "svformer_loss",
 ]

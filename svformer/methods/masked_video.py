@@ -2,8 +2,8 @@
 
 Each step: one batch of clips (labels unused) from the in-domain shards or the synthetic set, a tube
 mask per clip from the method's generator, the encoder on the visible tubes, the decoder predicts
-the hidden patches, MSE on their (per-patch normalised) pixels. The loop builds the student with
-`build_pretrain_model` (encoder + decoder in one module). Every `pretrain.recon_every` steps rank 0
+the hidden patches, MSE on their (per-patch normalised) pixels. The student (`MaskedVideo.build_model`)
+is encoder + decoder in one module. Every `pretrain.recon_every` steps rank 0
 writes `recon.png` (frames, mask, reconstruction) into the run directory.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +31,21 @@ from svformer.mae import (
     take_positions,
     unpatchify,
 )
-from svformer.methods.base import Batch, Method, StepLogs, param_dtype
+from svformer.methods.base import Batch, Method, StepLogs, param_dtype, register
+from svformer.model import build_from_config
+from svformer.reports import plot_reconstruction
 from svformer.views import normalize
+from svformer.weight_import import load_configured_init
 
 log = logging.getLogger(__name__)
 RECON_FILE = "recon.png"
-MAX_FRAMES_SHOWN = 8
-
-
-def build_pretrain_model(cfg: Config) -> MaskedVideoAutoencoder:
-    """The student of a pretraining run: the configured TimeSformer as encoder plus the light decoder.
-
-    `model.imagenet_init` / `model.official_init` initialise the encoder; `model.pretrain_init` (an
-    earlier pretraining run) continues from its encoder and decoder, e.g. synthetic then in-domain videos.
-    """
-    from svformer.weight_import import backbone_from_config
-
-    encoder = backbone_from_config(cfg, pretrained_encoder=False)
-    p = cfg.pretrain
-    model = build_autoencoder(
-        encoder, cfg.data.num_frames, cfg.data.img_size, p.decoder_dim, p.decoder_depth, p.decoder_heads
-    )
-    if cfg.model.pretrain_init:
-        load_autoencoder(model, cfg.model.pretrain_init)
-    return model
 
 
 def load_autoencoder(model: MaskedVideoAutoencoder, path: str | Path) -> None:
     """Continue pretraining from another run's autoencoder (strict; a shape that differs is one line)."""
     from svformer.run_dir import load_trained
 
-    weights = load_trained(path)
+    weights = load_trained(path, "model.pretrain_init")
     state = weights.states.get("student", {})
     try:
         model.load_state_dict(state, strict=True)
@@ -109,10 +92,32 @@ def stream_of_step(step: int, synthetic_weight: float) -> str:
     return "synthetic" if math.floor((step + 1) * synthetic_weight) > math.floor(step * synthetic_weight) else "videos"
 
 
+@register("masked_video")
 class MaskedVideo(Method):
     """Masked autoencoding on unlabeled clips; the student is a `MaskedVideoAutoencoder`."""
 
-    name = "masked_video"
+    log_keys = {"losses": ("loss", "loss_videos", "loss_synthetic")}
+
+    @classmethod
+    def build_model(cls, cfg: Config) -> MaskedVideoAutoencoder:
+        """The configured TimeSformer as encoder plus the light decoder.
+
+        `model.imagenet_init` / `model.official_init` initialise the encoder; `model.pretrain_init` (an
+        earlier pretraining run) continues from its encoder and decoder, e.g. synthetic then in-domain videos.
+        """
+        encoder = load_configured_init(build_from_config(cfg), cfg.model, encoder_only=False)
+        p = cfg.pretrain
+        model = build_autoencoder(
+            encoder, cfg.data.num_frames, cfg.data.img_size, p.decoder_dim, p.decoder_depth, p.decoder_heads
+        )
+        if cfg.model.pretrain_init:
+            load_autoencoder(model, cfg.model.pretrain_init)
+        return model
+
+    @classmethod
+    def check_data(cls, cfg: Config) -> int:
+        pretrain_urls(cfg)  # every pretraining spec names shards, or one line naming its config key
+        return 0  # no labeled set, no epochs
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
@@ -176,7 +181,7 @@ class MaskedVideo(Method):
                 self.ctx.cfg.data.mean,
                 self.ctx.cfg.data.std,
             )
-            save_recon_figure(
+            plot_reconstruction(
                 Path(self.ctx.cfg.output_dir) / RECON_FILE,
                 shown["video"],
                 shown["hidden"],
@@ -230,42 +235,4 @@ def reconstruct(
     return unpatchify(patches, patch_size, grid)[0].clamp(0, 1)
 
 
-def save_recon_figure(
-    path: Path, video: torch.Tensor, hidden: torch.Tensor, recon: torch.Tensor, patch_size: int, step: int
-) -> None:
-    """Rows: the frames, the masked input (hidden patches grey), the reconstruction. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frames = video.float() / 255.0  # (C, T, H, W)
-    c, t, h, w = frames.shape
-    grid_w = w // patch_size
-    keep = torch.ones(h // patch_size * grid_w, dtype=torch.bool)
-    keep[hidden] = False
-    keep = keep.view(-1, grid_w).repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)  # (H, W)
-    masked = torch.where(keep, frames, torch.full_like(frames, 0.5))
-    shown = torch.linspace(0, t - 1, min(t, MAX_FRAMES_SHOWN)).round().long().tolist()
-    rows = [("frames", frames), ("input", masked), ("reconstruction", recon)]
-    fig, axes = plt.subplots(3, len(shown), figsize=(1.4 * len(shown), 4.6), squeeze=False)
-    for r, (title, clip) in enumerate(rows):
-        for col, i in enumerate(shown):
-            ax = axes[r][col]
-            ax.imshow(clip[:, i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(title, fontsize=8)
-            if r == 0:
-                ax.set_title(f"frame {i}", fontsize=8)
-    total = keep.numel() // patch_size**2
-    fig.suptitle(f"step {step}: {len(hidden)} of {total} patches hidden in every frame (grey)", fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-__all__ = ["MaskedVideo", "build_pretrain_model", "pretrain_urls", "reconstruct", "save_recon_figure", "stream_of_step"]
+__all__ = ["MaskedVideo", "pretrain_urls", "reconstruct", "stream_of_step"]

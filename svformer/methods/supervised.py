@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from svformer.config import Config
 from svformer.data import Stream, labeled_loader
-from svformer.methods.base import Batch, Method, StepLogs, param_dtype
+from svformer.methods.base import Batch, Method, StepLogs, check_class_shards, param_dtype, register
 from svformer.ssl.losses import supervised_loss
 from svformer.views import normalize
 
@@ -21,10 +22,15 @@ def labeled_loss(student, labeled: dict, mean, std) -> torch.Tensor:
     return supervised_loss(student(x_l.to(param_dtype(student))), labeled["label"])
 
 
+@register("supervised")
 class Supervised(Method):
-    """Cross-entropy on labeled clips only (`ssl.enabled: false`)."""
+    """Cross-entropy on labeled clips only (`train.method: supervised`)."""
 
-    name = "supervised"
+    log_keys = {"losses": ("loss", "loss_sup")}
+
+    @classmethod
+    def check_data(cls, cfg: Config) -> int:
+        return check_class_shards(cfg, ("labeled",))  # an epoch is a pass over the labeled set
 
     def open_streams(self, start_step: int) -> dict[str, Stream]:
         cfg, ctx = self.ctx.cfg, self.ctx

@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from svformer.config import SSLConfig
-from svformer.data import Stream, labeled_loader, unlabeled_loader
-from svformer.methods.base import Batch, Context, Method, StepLogs, param_dtype
-from svformer.methods.supervised import Supervised, labeled_loss, supervised_logs
+from svformer.methods.base import Context, StepLogs, param_dtype, register
+from svformer.methods.semi_supervised import SemiSupervised, pseudo_label_stats, step_logs
 from svformer.ssl.ema import EMATeacher, ema_decay_at
 from svformer.ssl.losses import mix_loss, mixed_targets, pseudo_labels, supervised_loss, unlabeled_loss
 from svformer.ssl.masks import make_mask, sample_beta
-from svformer.views import normalize, strong_device_ops
+from svformer.views import strong_device_ops
 
 
 def mix_inputs(
@@ -48,7 +47,7 @@ def mix_inputs(
 
 def svformer_loss(
     student: Callable[..., torch.Tensor],
-    teacher: Callable[..., torch.Tensor] | None,
+    teacher: Callable[..., torch.Tensor],
     labeled: Sequence[torch.Tensor],
     unlabeled: Sequence[torch.Tensor],
     cfg: SSLConfig,
@@ -62,8 +61,7 @@ def svformer_loss(
 
     Args:
         student: the trained network (train mode); inputs are cast to its parameter dtype.
-        teacher: the EMA teacher (float32 weights, eval); ignored when cfg.teacher == "student"
-            (FixMatch-style: the student labels its own weak views, without gradient).
+        teacher: the EMA teacher (float32 weights, eval).
         labeled: (x_l float (B_l, C, T, H, W) normalised, y_l long (B_l,)).
         unlabeled: (weak, strong) float (B_u, C, T, H, W) normalised; strong already warped/RandAugmented.
         cfg: the `ssl` config section.
@@ -79,17 +77,9 @@ def svformer_loss(
     weak, strong = unlabeled
     b_l, b_u = x_l.shape[0], weak.shape[0]
     dtype = param_dtype(student)
-    if b_u == 0:  # no unlabeled clips (data.unlabeled_ratio 0): the supervised loss alone
-        return _supervised(student, x_l, y_l, dtype)
 
-    with torch.no_grad():
-        if cfg.teacher == "student":
-            teacher_logits = student(weak.to(dtype))
-        else:
-            if teacher is None:
-                raise ValueError("svformer_loss: ssl.teacher is ema but no teacher was given")
-            with teacher_autocast():
-                teacher_logits = teacher(weak.float())
+    with torch.no_grad(), teacher_autocast():
+        teacher_logits = teacher(weak.float())
     probs, hard, confident = pseudo_labels(teacher_logits, cfg.threshold)
     strong = strong_device_ops(strong, cfg, g)
 
@@ -122,116 +112,57 @@ def svformer_loss(
     else:
         loss_mix = loss_sup.new_zeros(())
     loss = loss_sup + cfg.lambda_unlabeled * loss_un + cfg.lambda_mix * loss_mix
-    return loss, _logs(loss, loss_sup, loss_un, loss_mix, probs, hard, confident, lam, unlabeled_labels)
+    stats, ratios = pseudo_label_stats(probs, hard, confident, unlabeled_labels)
+    means = {"loss": loss, "loss_sup": loss_sup, "loss_unlabeled": loss_un, "loss_mix": loss_mix, **stats}
+    return loss, step_logs({**means, "lambda": lam.float().mean()}, ratios)
 
 
-def _supervised(student, x_l: torch.Tensor, y_l: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, StepLogs]:
-    loss = supervised_loss(student(x_l.to(dtype)), y_l)
-    return loss, supervised_logs(loss)
-
-
-def _logs(
-    loss: torch.Tensor,
-    loss_sup: torch.Tensor,
-    loss_un: torch.Tensor,
-    loss_mix: torch.Tensor,
-    probs: torch.Tensor,
-    hard: torch.Tensor,
-    confident: torch.Tensor,
-    lam: torch.Tensor,
-    unlabeled_labels: torch.Tensor | None,
-) -> StepLogs:
-    """Detached device scalars; nothing is read back to the host here."""
-    conf = confident.float()
-    means = {
-        "loss": loss,
-        "loss_sup": loss_sup,
-        "loss_unlabeled": loss_un,
-        "loss_mix": loss_mix,
-        "mask_rate": conf.mean(),
-        "confidence": probs.max(dim=-1).values.mean(),
-        "lambda": lam.float().mean(),
-    }
-    ratios = {}
-    if unlabeled_labels is not None:
-        labels = unlabeled_labels.to(hard.device)
-        known = labels >= 0
-        correct = (hard == labels) & known
-        ratios["pseudo_acc"] = (correct.sum().float(), known.sum().float())
-        ratios["pseudo_acc_confident"] = ((correct & confident).sum().float(), (known & confident).sum().float())
-    return StepLogs({k: v.detach().float().reshape(()) for k, v in means.items()}, ratios)
-
-
-class SVFormer(Method):
+@register("svformer")
+class SVFormer(SemiSupervised):
     """Supervised warm-up for `train.warmup_steps`, then the SVFormer loss with an EMA teacher."""
 
-    name = "svformer"
+    log_keys = {
+        "losses": ("loss", "loss_sup", "loss_unlabeled", "loss_mix"),
+        "pseudo-labels": ("mask_rate", "pseudo_acc", "pseudo_acc_confident", "confidence"),
+    }
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.teacher: EMATeacher | None = None
-        self.warmup_steps = ctx.cfg.train.warmup_steps
-        if self._uses_teacher() and self.warmup_steps == 0:
+        if self.warmup_steps == 0:
             self.teacher = EMATeacher(ctx.student_module)
 
-    def _uses_teacher(self) -> bool:
-        return self.ctx.cfg.ssl.teacher == "ema"
-
-    def open_streams(self, start_step: int) -> dict[str, Stream]:
-        cfg, ctx = self.ctx.cfg, self.ctx
-        return {
-            "labeled": labeled_loader(cfg, ctx.rank, seed=cfg.train.seed, start_step=start_step),
-            "unlabeled": unlabeled_loader(cfg, ctx.rank, seed=cfg.train.seed, start_step=start_step),
-        }
-
-    def wants(self, step: int) -> tuple[str, ...]:
-        return ("labeled",) if step < self.warmup_steps else ("labeled", "unlabeled")
-
-    def loss(self, batch: Batch, step: int) -> tuple[torch.Tensor, StepLogs]:
+    def unlabeled_step(self, labeled, unlabeled, unlabeled_labels) -> tuple[torch.Tensor, StepLogs]:
         cfg = self.ctx.cfg
-        mean, std = cfg.data.mean, cfg.data.std
-        if step < self.warmup_steps:
-            loss = labeled_loss(self.ctx.student, batch["labeled"], mean, std)
-            return loss, supervised_logs(loss)
-        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-        x_l = normalize(labeled["video"], mean, std)
-        weak, strong = normalize(unlabeled["weak"], mean, std), normalize(unlabeled["strong"], mean, std)
         return svformer_loss(
             self.ctx.student,
             self.teacher,
-            (x_l, labeled["label"]),
-            (weak, strong),
+            labeled,
+            unlabeled,
             cfg.ssl,
             self.generator,
             cfg.model.num_classes,
             self.ctx.student_module.patch_size,
-            unlabeled_labels=unlabeled["label"],
+            unlabeled_labels=unlabeled_labels,
             teacher_autocast=self.ctx.autocast,
         )
 
     def after_step(self, step: int) -> None:
-        if not self._uses_teacher():
-            return
         if step >= self.warmup_steps:
             # DINO-style: teacher = m * teacher + (1 - m) * student, m from the schedule
             self.teacher.update(self.ctx.student_module, ema_decay_at(step - self.warmup_steps, self.ctx.cfg.ssl))
         elif step + 1 == self.warmup_steps:
             self.teacher = EMATeacher(self.ctx.student_module)  # warm-up ends: an exact copy of the student
 
-    def eval_models(self) -> dict[str, nn.Module]:
-        models = {"student": self.ctx.student_module}
-        if self.teacher is not None:
-            models["teacher"] = self.teacher.module
-        return models
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict()} if self.teacher is not None else {}
+    def saved_models(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher.module} if self.teacher is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("teacher") is not None and self._uses_teacher():
+        teacher = state.get("models", {}).get("teacher")
+        if teacher is not None:
             if self.teacher is None:
                 self.teacher = EMATeacher(self.ctx.student_module)
-            self.teacher.load_state_dict(state["teacher"])
+            self.teacher.load_state_dict(teacher)
 
 
-__all__ = ["SVFormer", "Supervised", "mix_inputs", "svformer_loss"]
+__all__ = ["SVFormer", "mix_inputs", "svformer_loss"]

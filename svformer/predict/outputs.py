@@ -5,7 +5,7 @@
   probabilities), spread over the predicted classes, as `<source> <predicted label>` lines: the
   label is a suggestion to check, so that the file is already a list `split` and `prep` accept.
 
-Both are list files (prep/lists.py): `#` comment lines, then one `<path> <label>` per line, paths
+Both are list files (svformer/lists.py): `#` comment lines, then one `<path> <label>` per line, paths
 written as the inputs gave them (like `split`), so the same `--data-root` resolves them.
 """
 

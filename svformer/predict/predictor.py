@@ -1,6 +1,6 @@
 """`Predictor`: a trained model applied to raw video files, decoded exactly as its shards were made.
 
-A video goes through prep's own ffmpeg decoding (`prep.decode.decode_video`) with the prep
+A video goes through the ffmpeg decoding prep uses (`svformer.video.decode.decode_video`) with the prep
 settings recorded in the checkpoint (short side, fps cap, JPEG quality), which yields the very JPEG
 bytes its shard sample would hold. From those bytes the views are cut the way the eval stream cuts
 them (uniform clip starts, `decode_frames`, `views.test_views`) and scored with `view_logits`, so a
@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from prep.decode import DecodeError, DecodeSettings, decode_video
 from svformer.config import Config, DataConfig, parse_views
 from svformer.data.clips import SampleError, eval_views
 from svformer.errors import UserError
+from svformer.evaluate import view_logits
+from svformer.run_dir import build_trained_model, load_trained, pick_models
+from svformer.video.decode import DecodeError, DecodeSettings, decode_video
 from svformer.views import test_views
 
 log = logging.getLogger(__name__)
@@ -127,13 +129,11 @@ class Predictor:
             model: "teacher" or "student".
             views: "CxS", C temporal clips x S spatial crops (1 or 3) per video, as `eval --views`.
             device: default CUDA when available, else CPU.
-            decode: override the prep settings recorded in the checkpoint (needed only for checkpoints
-                written before they carried them, when the shards' manifests are gone too).
+            decode: override the prep settings recorded in the checkpoint (needed when its shards were
+                not prep output directories, so it records none).
         Raises:
             UserError: nothing usable at `path`, a damaged checkpoint, no such model in it.
         """
-        from svformer.run_dir import build_trained_model, data_info, load_trained, pick_models
-
         if model not in ("teacher", "student"):
             raise UserError(f"model must be teacher or student, not {model!r}")
         parse_views(views)
@@ -141,14 +141,7 @@ class Predictor:
         (name,) = pick_models(weights, model)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         net = build_trained_model(weights, name, device)
-        data = dict(weights.data or {})
-        if not data.get("prep") or data.get("class_names") is None:
-            # Checkpoints from before data.json: the run's shard manifests may still say.
-            found = data_info(weights.config)
-            data = {
-                "prep": data.get("prep") or found["prep"],
-                "class_names": data.get("class_names") if data.get("class_names") is not None else found["class_names"],
-            }
+        data = weights.data
         num_classes = weights.config.model.num_classes
         names = data.get("class_names")
         if names is not None and len(names) != num_classes:
@@ -192,8 +185,6 @@ class Predictor:
         `workers` threads decode ahead (default: CPU count) while this thread runs the model on
         batches of `batch_size` videos (default: the run's eval.batch_size).
         """
-        from svformer.evaluate import view_logits
-
         workers = max(1, workers or os.cpu_count() or 1)
         batch_size = max(1, batch_size or self.config.eval.batch_size)
         todo = iter(videos)
@@ -296,8 +287,8 @@ def _decode_settings(prep: dict, source: Path) -> DecodeSettings:
     """DecodeSettings from a checkpoint's recorded prep settings (prep's defaults, with a warning, if none)."""
     if not prep.get("short_side"):
         log.warning(
-            "%s records no prep settings (trained before checkpoints carried them, and its shards' "
-            "manifests are gone): decoding with prep's defaults %s; predictions may differ from eval's",
+            "%s records no prep settings (its shards were not prep output directories): "
+            "decoding with prep's defaults %s; predictions may differ from eval's",
             source,
             DecodeSettings(),
         )

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from prep.lists import read_list, resolve
 from svformer.errors import UserError
+from svformer.lists import read_list, resolve
 from svformer.predict import outputs
 from svformer.predict.predictor import Predictor, VideoInput
 

@@ -15,6 +15,9 @@ converted once into a sibling `step-NNNNNN.universal/` directory.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import json
 import logging
 import random
@@ -27,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from svformer.config import Config, save_config
+from svformer.deepspeed_setup import load_engine_checkpoint, universal_dir
 from svformer.errors import UserError, load_error_detail
 from svformer.files import write_atomic
 from svformer.run_dir.layout import INDEX, checkpoint_root, complete_checkpoints, latest_checkpoint, write_index
@@ -123,7 +127,7 @@ def save(engine, method, cfg: Config, step: int, extra: dict, data_info: dict) -
         tmp.rename(final)  # the commit point
         for old in complete_checkpoints(cfg.output_dir)[: -cfg.train.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
-            shutil.rmtree(_universal_dir(old), ignore_errors=True)
+            shutil.rmtree(universal_dir(old), ignore_errors=True)
     _barrier()
     return final
 
@@ -144,15 +148,12 @@ class Resumed:
 
 
 def saved_world_size(ckpt: Path) -> int:
-    """The number of processes a checkpoint was written by (its rng-rank files when state.pt predates the field)."""
-    state = torch.load(ckpt / "state.pt", weights_only=True)
-    return int(state.get("world_size") or len(list(ckpt.glob("rng-rank*.pt"))) or 1)
+    """The number of processes a checkpoint was written by."""
+    return int(torch.load(ckpt / "state.pt", weights_only=True)["world_size"])
 
 
 def load(engine, method, ckpt: Path) -> Resumed:
     """Restore engine (student, optimizer, scheduler), the method's state and this rank's RNG from `ckpt`."""
-    from svformer.deepspeed_setup import load_engine_checkpoint
-
     rank = _rank()
     saved_world = saved_world_size(ckpt)
     try:
@@ -166,8 +167,6 @@ def load(engine, method, ckpt: Path) -> Resumed:
     method_file = ckpt / "method.pt"
     if method_file.exists():
         method.load_state_dict(torch.load(method_file, map_location="cpu", weights_only=True))
-    elif (ckpt / "teacher.pt").exists():  # checkpoints written before methods were objects
-        method.load_state_dict({"teacher": torch.load(ckpt / "teacher.pt", map_location="cpu", weights_only=True)})
     rng_file = ckpt / f"rng-rank{rank}.pt"
     if rng_file.exists() and saved_world == _world():
         set_rng_state(torch.load(rng_file, weights_only=False), method.generator)
@@ -190,7 +189,7 @@ def prepare_resume(ckpt: Path, world_size: int) -> bool:
     saved = saved_world_size(ckpt)
     if saved == world_size:
         return False
-    target = _universal_dir(ckpt)
+    target = universal_dir(ckpt)
     if _rank() == 0 and not (target / INDEX).exists():
         log.warning(
             "%s was saved by %d process(es), this run has %d: converting it to a universal checkpoint in %s",
@@ -204,18 +203,9 @@ def prepare_resume(ckpt: Path, world_size: int) -> bool:
     return True
 
 
-def _universal_dir(ckpt: Path) -> Path:
-    from svformer.deepspeed_setup import universal_dir
-
-    return universal_dir(ckpt)
-
-
 def _convert_to_universal(ckpt: Path, target: Path) -> None:
     """DeepSpeed's ds_to_universal on one checkpoint, written under .tmp and renamed when complete."""
-    import argparse
-    import contextlib
-    import io
-
+    # deepspeed imports in seconds: only a resume on another process count needs its converter.
     from deepspeed.checkpoint import ds_to_universal
 
     tmp = target.with_name(target.name + ".tmp")

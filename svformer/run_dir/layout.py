@@ -8,7 +8,6 @@ checkpoint only when its files match it (`verify`); `latest_checkpoint` skips da
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -16,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from svformer.errors import UserError
-from svformer.files import write_atomic
+from svformer.files import file_sha256, write_atomic
 
 log = logging.getLogger("svformer.run_dir")
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -39,30 +38,19 @@ def step_of(ckpt: Path) -> int:
 
 
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Committed checkpoint directories of a run (renamed from .tmp), oldest first; not yet verified."""
+    """Committed checkpoint directories of a run (renamed from .tmp, so holding an index), oldest first;
+    not yet verified."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [
-        p
-        for p in root.iterdir()
-        if p.is_dir() and STEP_DIR.match(p.name) and ((p / INDEX).exists() or (p / "state.pt").exists())
-    ]
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / INDEX).exists()]
     return sorted(found, key=step_of)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_index(ckpt: Path) -> None:
     """Record every file of `ckpt` with its size and sha256 in index.json (atomically, last)."""
     files = {
-        str(p.relative_to(ckpt)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        str(p.relative_to(ckpt)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(ckpt.rglob("*"))
         if p.is_file() and p.name != INDEX
     }
@@ -73,8 +61,6 @@ def verify(ckpt: Path) -> None:
     """Raise CorruptCheckpoint (one line naming the first bad file) unless every indexed file matches."""
     index_file = ckpt / INDEX
     if not index_file.exists():
-        if (ckpt / "state.pt").exists():  # written before checkpoints had an index: trusted as before
-            return
         raise CorruptCheckpoint(f"{ckpt}: no {INDEX}; not a complete svformer checkpoint")
     try:
         files = json.loads(index_file.read_text())["files"]
@@ -88,7 +74,7 @@ def verify(ckpt: Path) -> None:
             raise CorruptCheckpoint(
                 f"{ckpt}: {name} has {path.stat().st_size} bytes, the index says {meta['bytes']} (truncated?)"
             )
-        if _sha256(path) != meta["sha256"]:
+        if file_sha256(path) != meta["sha256"]:
             raise CorruptCheckpoint(f"{ckpt}: {name} does not match its sha256 in {INDEX} (changed or damaged)")
 
 

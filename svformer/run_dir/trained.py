@@ -7,15 +7,19 @@ Accepts a run directory (its newest intact checkpoint), a checkpoint directory o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from svformer.config import Config, from_dict, load_config, to_dict
 from svformer.errors import UserError, load_error_detail
+from svformer.model import build_from_config
 from svformer.run_dir.layout import (
     INDEX,
     MODEL_FILE,
@@ -39,7 +43,7 @@ class TrainedWeights:
     states: dict[str, dict[str, torch.Tensor]]
     source: Path
     data: dict = field(default_factory=dict)
-    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (see `data_info`)."""
+    """{"prep": {"short_side", "fps", "quality"} or {}, "class_names": [...] or None} (`svformer.data.data_info`)."""
 
 
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
@@ -59,13 +63,9 @@ def _from_checkpoint_dir(ckpt: Path) -> TrainedWeights:
     student = _torch_load(ckpt / MODEL_FILE, weights_only=False)["module"]
     states = {"student": {k: v.float() for k, v in student.items()}}
     method_file = ckpt / "method.pt"
-    if method_file.exists():
-        teacher = _torch_load(method_file).get("teacher")
-        if teacher is not None:
-            states["teacher"] = teacher
-    elif (ckpt / "teacher.pt").exists():
-        states["teacher"] = _torch_load(ckpt / "teacher.pt")
-    data = json.loads((ckpt / "data.json").read_text()) if (ckpt / "data.json").exists() else {}
+    if method_file.exists():  # the method's own saved models (`Method.saved_models`), e.g. SVFormer's teacher
+        states.update(_torch_load(method_file).get("models", {}))
+    data = json.loads((ckpt / "data.json").read_text())
     return TrainedWeights(config, step_of(ckpt), states, ckpt, data)
 
 
@@ -77,14 +77,15 @@ def _from_exported(path: Path) -> TrainedWeights:
     return TrainedWeights(from_dict(config_dict), step, {which: state}, path, data)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory (its newest intact checkpoint), a checkpoint directory, or an exported file."""
+def resolve_checkpoint(path: str | Path, option: str = "--ckpt") -> Path:
+    """A run directory (its newest intact checkpoint), a checkpoint directory, or an exported file.
+    `option` is the option or config key that gave `path` (named when nothing is there)."""
     path = Path(path)
     if path.is_file():
         return path
     if not path.is_dir():
-        raise UserError(f"--ckpt {path} does not exist")
-    if (path / "config.yaml").exists() and ((path / INDEX).exists() or (path / "state.pt").exists()):
+        raise UserError(f"{option} {path} does not exist")
+    if (path / "config.yaml").exists() and (path / INDEX).exists():
         return path
     ckpt = latest_checkpoint(path)
     if ckpt is None:
@@ -99,45 +100,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return ckpt
 
 
-def load_trained(path: str | Path) -> TrainedWeights:
+def load_trained(path: str | Path, option: str = "--ckpt") -> TrainedWeights:
     """Read weights from a run directory, a checkpoint directory or an exported `.safetensors` file.
 
-    Raises UserError (one line) when there is nothing usable at `path` or it is damaged.
+    Raises UserError (one line) when there is nothing usable at `path` (naming `option`, the option or
+    config key that gave it) or it is damaged.
     """
-    resolved = resolve_checkpoint(path)
+    resolved = resolve_checkpoint(path, option)
     return _from_exported(resolved) if resolved.is_file() else _from_checkpoint_dir(resolved)
 
 
 def pick_models(weights: TrainedWeights, which: str) -> list[str]:
-    """The model names to score for `--model teacher|student|both`."""
+    """The model names to score for `--model NAME|both`: both is every saved model, the method's own
+    (e.g. SVFormer's teacher) before the student."""
     if which == "both":
-        return [name for name in ("teacher", "student") if name in weights.states]
+        return sorted(weights.states, key=lambda name: name == "student")  # stable: the student last
     if which not in weights.states:
         have = ", ".join(weights.states)
         raise UserError(
-            f"{weights.source}: has no {which} weights (it has: {have}); "
-            "a teacher exists only after the SSL stage has started"
+            f"{weights.source}: has no {which} weights (it has: {have}); a method saves its other models "
+            "once it has made them (SVFormer's teacher: after train.warmup_steps)"
         )
     return [which]
 
 
 def build_trained_model(weights: TrainedWeights, name: str, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The saved config's model with `weights.states[name]` loaded, in eval mode on `device`."""
-    from svformer.model import build_model
-
-    cfg = weights.config
     if any(key.startswith("decoder.") for key in weights.states[name]):
         raise UserError(
             f"{weights.source} is a masked-video pretraining checkpoint (an autoencoder, no classifier): "
             f"fine-tune it first with `cli.py train --set model.pretrain_init={weights.source}`"
         )
-    model = build_model(
-        cfg.model.variant,
-        cfg.model.num_classes,
-        num_frames=cfg.data.num_frames,
-        img_size=cfg.data.img_size,
-        **cfg.model.overrides(),
-    )
+    model = build_from_config(weights.config)
     try:
         model.load_state_dict(weights.states[name])
     except RuntimeError as err:
@@ -147,37 +141,6 @@ def build_trained_model(weights: TrainedWeights, name: str, device: torch.device
     return model.to(device).eval()
 
 
-# ---------------------------------------------------------------- data provenance
-
-
-def data_info(cfg: Config) -> dict:
-    """The prep settings and class names of the run's shards, recorded in every checkpoint and export
-    so that `predict` decodes a raw video exactly as its training shards were made."""
-    from svformer.data import read_manifest
-    from svformer.data.sources import is_prep_dir
-
-    prep: dict = {}
-    names = None
-    for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
-        if not is_prep_dir(spec):  # a local or remote (s3://, http://) prep directory
-            continue
-        try:
-            manifest = read_manifest(spec)
-        except UserError:
-            continue
-        settings = manifest.get("settings", {})
-        if not prep and "short_side" in settings:
-            prep = {k: settings[k] for k in ("short_side", "fps", "quality") if k in settings}
-        if names is None and isinstance(manifest.get("class_names"), list):
-            names = manifest["class_names"]
-    if names is None:
-        from svformer.reports import class_names
-
-        found = class_names(cfg)
-        names = None if found == [str(i) for i in range(cfg.model.num_classes)] else found
-    return {"prep": prep, "class_names": names}
-
-
 # ---------------------------------------------------------------- export: one safetensors file
 
 
@@ -185,10 +148,6 @@ def save_exported(
     path: str | Path, state_dict: Mapping[str, torch.Tensor], config_dict: dict, num_classes: int
 ) -> Path:
     """Write weights + config + class count as ONE safetensors file, atomically (temp file, then rename)."""
-    import os
-
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
@@ -214,8 +173,6 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, int]
     Raises:
         UserError: missing file, not safetensors, or a safetensors file not written by svformer.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"exported model {path} does not exist")

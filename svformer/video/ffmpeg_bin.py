@@ -1,8 +1,8 @@
-"""Find the ffmpeg binary that prep and synth run.
+"""Find the ffmpeg binary that prep, synth and predict run.
 
 Order: `$SVFORMER_FFMPEG` (an explicit override), the binary bundled with imageio-ffmpeg (a pinned
 dependency, so every machine runs the same build), then `ffmpeg` on `$PATH`. There is no ffprobe:
-stream facts come from PyAV (see `prep.decode.probe`).
+stream facts come from PyAV (see `svformer.video.decode.probe`).
 """
 
 from __future__ import annotations

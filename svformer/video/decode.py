@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import av
 import ffmpeg
 
-from prep.ffmpeg_bin import ffmpeg_exe
-from prep.jpeg import JpegError, jpeg_size, split_jpeg_stream
+from svformer.video.ffmpeg_bin import ffmpeg_exe
+from svformer.video.jpeg import JpegError, jpeg_size, split_jpeg_stream
 
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 
