@@ -25,6 +25,13 @@ tensors, B clips per `torchvision.io.decode_jpeg` call, in one process: on the C
 with `device="cuda"` (nvJPEG, synchronised before the clock is read). Ratio gpu_decode_over_cpu_decode;
 decode_gpu also reports how far its pixels are from the CPU decoder's (the two IDCTs differ slightly).
 
+Remote (issue 23): remote_local and remote_http read the same shards (`--remote-shards`, default the
+demo's shards/demo/unlabeled from `make demo-data`, else the bench's own) with `unlabeled_loader`:
+from local disk, and from a local HTTP server (bench/_slow_http.py) that waits `--remote-delay-ms`
+(100) before answering each request, as a distant object store would. remote_over_local = remote_http /
+remote_local: how much of the latency the shard read-ahead (svformer/data/prefetch.py,
+data.prefetch_shards) hides.
+
 Data: `--shards DIR` (a prep directory; source videos found through its manifest's list/data_root,
 or `--data-root`). Without it: synthesise videos into a temp dir and prep them (the demo data
 settings by default; `--short-side 256` makes K400-like 640x360, 30 fps, 10 s sources instead).
@@ -33,6 +40,7 @@ settings by default; `--short-side 256` makes K400-like 640x360, 30 fps, 10 s so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,9 +59,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _common import machine_info, save_result  # noqa: E402
+from _slow_http import slow_http_server  # noqa: E402
 
 log = logging.getLogger("bench.loader")
 PHASES = ("shards_labeled", "shards_unlabeled", "shards_labeled_no_augment", "on_the_fly", "jpeg_bound")
+REMOTE_PHASES = ("remote_local", "remote_http")
+DEMO_REMOTE = ROOT / "shards" / "demo" / "unlabeled"  # `make demo-data`
 DECODE_PHASES = ("decode_cpu", "decode_gpu")
 
 
@@ -288,6 +299,10 @@ def run_phase(args: argparse.Namespace) -> dict:
         )
 
     count = len  # a batch tensor (B, ...) or a dict of them
+    if args.phase in REMOTE_PHASES:
+        # The same unlabeled stream (weak + strong views) from local disk, then from the slow server.
+        cfg.data.unlabeled = str(args.remote_shards) if args.phase == "remote_local" else args.remote_url
+        return measure(data.unlabeled_loader(cfg, seed=1), lambda b: len(b["label"]), args.warmup, args.seconds)
     if args.phase == "shards_labeled":
         return measure(data.labeled_loader(cfg, seed=1), lambda b: len(b["label"]), args.warmup, args.seconds)
     if args.phase == "shards_unlabeled":
@@ -437,8 +452,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="decode phases: synthetic 16:9 JPEG frames at this short side (e.g. 256, the paper's "
         "prep) instead of the shards' own",
     )
-    p.add_argument("--phase", choices=PHASES + DECODE_PHASES, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--remote-shards",
+        type=Path,
+        help="prep directory the remote phases serve (default shards/demo/unlabeled if made, else --shards)",
+    )
+    p.add_argument("--remote-delay-ms", type=float, default=100.0, help="the slow server's wait per request")
+    p.add_argument(
+        "--remote-only",
+        action="store_true",
+        help="run only the remote phases and add them to the existing bench/results/loader.json",
+    )
+    p.add_argument("--remote-url", help=argparse.SUPPRESS)
+    p.add_argument("--phase", choices=PHASES + DECODE_PHASES + REMOTE_PHASES, help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def remote_settings(args: argparse.Namespace) -> dict:
+    from svformer.config import load_config
+
+    shards = args.remote_shards
+    return {
+        "remote_shards": str(shards.relative_to(ROOT)) if shards.is_relative_to(ROOT) else str(shards),
+        "remote_delay_ms": args.remote_delay_ms,
+        "prefetch_shards": load_config(args.config).data.prefetch_shards,
+        "stream": "unlabeled_loader (weak + strong views)",
+    }
+
+
+def save_remote_only(args: argparse.Namespace, figures: dict[str, dict], ratio: float) -> None:
+    """--remote-only: the remote phases' figures and ratio added to the existing result, with the machine
+    and settings they were measured with (the other phases' figures are left as they were measured)."""
+    from _common import RESULTS_DIR
+
+    name = args.name or "loader"
+    path = RESULTS_DIR / f"{name}.json"
+    result = json.loads(path.read_text()) if path.is_file() else {"ratios": {}, "figures": {}, "targets": {}}
+    result["ratios"]["remote_over_local"] = ratio
+    result["figures"].update(figures)
+    result.setdefault("targets", {})["remote_over_local"] = 0.8
+    result["remote"] = {
+        "machine": machine_info(),
+        "settings": {
+            **remote_settings(args),
+            "rounds": args.rounds,
+            "seconds_per_phase": args.seconds,
+            "workers": args.workers,
+            "batch_size": args.batch_size,
+        },
+    }
+    save_result(name, result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -450,11 +513,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.phase:
         print(json.dumps(run_phase(args)))
         return
+    if args.remote_only and args.shards is None:  # nothing to synthesise: the remote phases read the demo's shards
+        args.shards = args.remote_shards or (DEMO_REMOTE if (DEMO_REMOTE / "manifest.json").is_file() else None)
     synthesised = args.shards is None
-    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp, contextlib.ExitStack() as stack:
         if synthesised:
             log.info("synthesising %d videos and prepping them into %s", args.videos, tmp)
             args.shards = synthesise(Path(tmp), args.short_side, args.videos, args.workers, args.gop)
+        if args.remote_shards is None:
+            args.remote_shards = DEMO_REMOTE if (DEMO_REMOTE / "manifest.json").is_file() else args.shards
+        args.remote_shards = args.remote_shards.resolve()
+        server = stack.enter_context(slow_http_server(args.remote_shards.parent, args.remote_delay_ms / 1000))
+        remote_url = f"{server}/{args.remote_shards.name}"
         base = (
             [
                 sys.executable,
@@ -473,13 +543,19 @@ def main(argv: list[str] | None = None) -> None:
                 str(args.seconds),
                 "--decode-short-side",
                 str(args.decode_short_side),
+                "--remote-shards",
+                str(args.remote_shards),
+                "--remote-url",
+                remote_url,
             ]
             + (["--data-root", args.data_root] if args.data_root else [])
             + (["--videos-list", args.videos_list] if args.videos_list else [])
         )
         figures: dict[str, dict] = {}
         skipped: dict[str, str] = {}
-        phases = () if args.gpu_decode_only else PHASES
+        phases = () if args.gpu_decode_only else PHASES + REMOTE_PHASES
+        if args.remote_only:
+            phases, args.gpu_decode = REMOTE_PHASES, False
         if args.gpu_decode_only or args.gpu_decode or (args.gpu_decode is None and torch.cuda.is_available()):
             phases += DECODE_PHASES if torch.cuda.is_available() else DECODE_PHASES[:1]
             if not torch.cuda.is_available():
@@ -499,6 +575,9 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = load_config(args.config)
     rate = {phase: got["clips_per_s"] for phase, got in figures.items()}
+    if args.remote_only:
+        save_remote_only(args, figures, round(rate["remote_http"] / rate["remote_local"], 2))
+        return
     ratios = {}
     if not args.gpu_decode_only:
         # Like for like: both sides of each ratio do the same work after decoding (see the docstring).
@@ -506,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
             "shards_over_on_the_fly": round(rate["shards_labeled"] / rate["on_the_fly"], 2),
             "shards_over_jpeg_bound": round(rate["shards_labeled_no_augment"] / rate["jpeg_bound"], 2),
             "shards_with_augment_over_jpeg_bound": round(rate["shards_labeled"] / rate["jpeg_bound"], 2),
+            "remote_over_local": round(rate["remote_http"] / rate["remote_local"], 2),
         }
     if "decode_gpu" in rate:
         ratios["gpu_decode_over_cpu_decode"] = round(rate["decode_gpu"] / rate["decode_cpu"], 2)
@@ -533,7 +613,8 @@ def main(argv: list[str] | None = None) -> None:
             ),
         },
         "figures": figures,
-        "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6},
+        "remote": {"settings": remote_settings(args)},
+        "targets": {"shards_over_on_the_fly": 5.0, "shards_over_jpeg_bound": 0.6, "remote_over_local": 0.8},
     }
     default = "loader_gpu_decode" if args.gpu_decode_only else "loader"
     save_result(args.name or (default if args.short_side is None else f"{default}_short{args.short_side}"), result)

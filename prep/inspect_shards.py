@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torchvision.io import decode_jpeg
 
+from svformer import storage
 from svformer.data import read_manifest
 from svformer.data.tarread import read_shard
 from svformer.errors import UserError
@@ -24,8 +25,39 @@ from svformer.files import file_sha256
 SAMPLE_FIELDS = ("key", "label", "num_frames", "height", "width", "fps", "source")
 
 
-def shard_paths(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
-    """The shards of a prep directory (from its manifest.json when present, else *.tar) or one tar."""
+def _remote_shards(url: str) -> tuple[list[str], dict[str, Any] | None]:
+    """The shard URLs of a remote prep directory (its manifest) or brace pattern; one line if unreadable."""
+    from svformer.data.sources import is_prep_dir, shard_urls
+
+    if not is_prep_dir(url):
+        return shard_urls(url), None
+    manifest = read_manifest(url)
+    shards = [storage.join(url, s["name"]) for s in manifest["shards"]]
+    storage.probe(shards, url)
+    return shards, manifest
+
+
+def _local_copies(shards: list[Path] | list[str]) -> Iterator[tuple[str, Path | None, str | None]]:
+    """(name, local file, fetch problem) per shard: remote ones downloaded ahead (prefetch.RemoteShards)."""
+    if not shards or not storage.is_remote(str(shards[0])):
+        yield from ((Path(s).name, Path(s), None) for s in shards)
+        return
+    from svformer.data.prefetch import RemoteShards
+
+    for item in RemoteShards()({"url": str(s)} for s in shards):
+        name, error = storage.basename(item["url"]), item.get("error")
+        if error is not None and not error.missing:
+            yield name, Path(name), f"cannot fetch ({error.strerror})"
+        else:  # a missing object has no local copy (None): reported as missing below
+            yield name, Path(item["local"]) if "local" in item else None, None
+
+
+def shard_paths(path: Path | str) -> tuple[list[Path] | list[str], dict[str, Any] | None]:
+    """The shards of a prep directory (from its manifest.json when present, else *.tar) or one tar;
+    for an s3:// or http(s):// URL, the URLs of its shards."""
+    if storage.is_remote(str(path)):
+        return _remote_shards(str(path))
+    path = Path(path)
     if path.is_file():
         return [path], None
     if not path.is_dir():
@@ -73,19 +105,22 @@ def _label_order(label: str) -> int:
 def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, Any]]:
     """Yield {"shard", key, label, num_frames, height, width, fps, source} per sample, then problem
     records ({"problem", "shard", "key"}) when `verify`, and finally {"summary": {...}}."""
-    shards, manifest = shard_paths(Path(path))
+    shards, manifest = shard_paths(path if storage.is_remote(str(path)) else Path(path))
     samples = frames = problems = 0
     classes: dict[str, int] = {}
 
-    def problem(shard: Path, key: str | None, reason: str) -> dict[str, Any]:
+    def problem(name: str, key: str | None, reason: str) -> dict[str, Any]:
         nonlocal problems
         problems += 1
-        return {"problem": reason, "shard": shard.name, "key": key}
+        return {"problem": reason, "shard": name, "key": key}
 
     by_name = {s["name"]: s for s in manifest["shards"]} if manifest else {}
-    for shard in shards:
-        if not shard.is_file():
-            yield problem(shard, None, "shard listed in manifest.json is missing")
+    for name, shard, fetch_problem in _local_copies(shards):
+        if fetch_problem is not None:
+            yield problem(name, None, fetch_problem)
+            continue
+        if shard is None or not shard.is_file():
+            yield problem(name, None, "shard listed in manifest.json is missing")
             continue
         count = 0
         try:
@@ -95,27 +130,27 @@ def inspect_path(path: str | Path, verify: bool = False) -> Iterator[dict[str, A
                 try:
                     meta = json.loads(group["json"])
                 except (KeyError, ValueError) as err:
-                    yield problem(shard, key, f"missing or invalid {key}.json ({err})")
+                    yield problem(name, key, f"missing or invalid {key}.json ({err})")
                     continue
                 samples += 1
                 frames += int(meta.get("num_frames", 0))
                 classes[str(meta.get("label"))] = classes.get(str(meta.get("label")), 0) + 1
-                yield {"shard": shard.name, **{f: meta.get(f) for f in SAMPLE_FIELDS}}
+                yield {"shard": name, **{f: meta.get(f) for f in SAMPLE_FIELDS}}
                 if verify:
                     if "jpgs" not in group:
-                        yield problem(shard, key, f"no {key}.jpgs member")
+                        yield problem(name, key, f"no {key}.jpgs member")
                         continue
                     for reason in _verify_sample(meta, group["jpgs"]):
-                        yield problem(shard, key, reason)
+                        yield problem(name, key, reason)
         except (tarfile.TarError, OSError, EOFError) as err:
-            yield problem(shard, None, f"unreadable tar ({err})")
+            yield problem(name, None, f"unreadable tar ({err})")
             continue
-        listed = by_name.get(shard.name)
+        listed = by_name.get(name)
         if verify and listed is not None:
             if listed["samples"] != count:
-                yield problem(shard, None, f"{count} samples, manifest.json says {listed['samples']}")
+                yield problem(name, None, f"{count} samples, manifest.json says {listed['samples']}")
             if shard.stat().st_size != listed["bytes"] or file_sha256(shard) != listed["sha256"]:
-                yield problem(shard, None, "size or SHA-256 differs from manifest.json")
+                yield problem(name, None, "size or SHA-256 differs from manifest.json")
     summary = {
         "path": str(path),
         "shards": len(shards),

@@ -19,6 +19,7 @@ import re
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,18 @@ def _record(entry: Entry, video: Decoded) -> dict[str, Any]:
 class _Roller:
     """Appends samples to the current shard and rolls over at `shard_size`; writes each sidecar."""
 
-    def __init__(self, out: Path, naming: Naming, run_id: str, shard_size: int, sidecars: list[dict[str, Any]]):
+    def __init__(
+        self,
+        out: Path,
+        naming: Naming,
+        run_id: str,
+        shard_size: int,
+        sidecars: list[dict[str, Any]],
+        on_shard: Callable[[Path, dict[str, Any]], None] | None = None,
+    ):
         self.out, self.naming, self.run_id, self.shard_size = out, naming, run_id, shard_size
         self.sidecars = sidecars
+        self.on_shard = on_shard
         self.writer: ShardWriter | None = None
         self.keys: list[str] = []
         self.frames = 0
@@ -154,6 +164,8 @@ class _Roller:
             "failures": [{"line": f.line, "source": f.source, "reason": f.reason} for f in self.pending],
         }
         write_atomic(sidecar_path(self.writer.path), json.dumps(meta) + "\n")
+        if self.on_shard is not None:  # prep --out s3://: upload the finished shard (prep/upload.py)
+            self.on_shard(self.writer.path, meta)
         self.sidecars.append(meta)
         self.writer, self.keys, self.frames, self.classes, self.pending = None, [], 0, {}, []
 
@@ -182,12 +194,18 @@ def prep_list(
     max_failures: float = 0.01,
     progress: bool = True,
     class_names: list[str] | None = None,
+    completed: Callable[[Path, Naming, str], list[dict[str, Any]]] = load_completed,
+    on_shard: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Prep the videos of a list file into shards in `out_dir`; returns the manifest object.
 
     `class_names` (label i = name i; see `svformer.lists.read_class_names`) goes into the manifest, and
     from there into every checkpoint trained on the shards. When given without `num_classes`,
     labels must lie in [0, len(class_names)).
+
+    `completed(out, naming, run_id)` returns the sidecars of the shards already done (default: those
+    in `out_dir`), `on_shard(shard, sidecar)` is called after each shard is finished: prep/upload.py
+    passes both to keep the shards in object storage.
 
     Resumes a killed run in the same `out_dir`. Raises UserError for an unreadable list, a
     directory holding another run's shards, or more than `max_failures` (fraction) failed entries.
@@ -215,7 +233,7 @@ def prep_list(
     }
     part_entries = [(e.line, e.source, e.label) for e in entries]
     run_id = hashlib.sha256(json.dumps([doc, part, part_entries]).encode()).hexdigest()
-    sidecars = load_completed(out, naming, run_id)
+    sidecars = completed(out, naming, run_id)
     start = sidecars[-1]["next_index"] if sidecars else 0
     if sidecars:
         log.info(
@@ -225,7 +243,7 @@ def prep_list(
             entries[start].line if start < len(entries) else "end",
         )
     failures = failures + [Failure(**f) for meta in sidecars for f in meta["failures"]]
-    roller = _Roller(out, naming, run_id, shard_size, sidecars)
+    roller = _Roller(out, naming, run_id, shard_size, sidecars, on_shard)
     # A signal stops at once: the shard being written stays a temp file (the rerun deletes it), finished ones stay.
     with StopRequest(interrupt=f"prep stopped by {{signal}}: finished shards in {out} kept; rerun the same command"):
         _run(entries, start, settings, roller, failures, workers or os.cpu_count() or 1, progress, out.name)

@@ -204,7 +204,7 @@ def split(list_path: str, labeled: float, val: float, seed: int, out: str) -> No
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output directory for shards, manifest.json, failures.tsv.",
+    help="Output directory for shards, manifest.json, failures.tsv; or s3://bucket/prefix (uploaded shard by shard).",
 )
 @click.option(
     "--data-root",
@@ -286,12 +286,14 @@ def prep(
     A rerun after an interruption keeps the finished shards and produces the same bytes.
     """
     from prep.shards import parse_part, parse_size, prep_list
+    from prep.upload import prep_to_storage
     from svformer.lists import read_class_names
+    from svformer.storage import is_remote
     from svformer.video.decode import DecodeSettings
 
     _data_logging()
     class_names = read_class_names(classes_path, num_classes) if classes_path else None
-    manifest = prep_list(
+    manifest = (prep_to_storage if is_remote(out) else prep_list)(
         list_path,
         out,
         DecodeSettings(short_side=short_side, fps=fps, quality=quality),

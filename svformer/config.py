@@ -51,6 +51,9 @@ class DataConfig:
     """Loader worker processes per stream and process."""
     shuffle_buffer: int = 256
     """Samples held in the shuffle buffer of each training stream."""
+    prefetch_shards: int = 2
+    """Remote (s3://, http(s)://) shards downloaded ahead, per worker and stream: disk use under $TMPDIR
+    is (this + 1) x shard size each."""
 
     def __post_init__(self) -> None:
         _check(
@@ -59,6 +62,7 @@ class DataConfig:
         )
         _check(self.num_frames >= 1 and self.sampling_rate >= 1, "data.num_frames and data.sampling_rate must be >= 1")
         _check(self.batch_size >= 1 and self.unlabeled_ratio >= 0, "data.batch_size >= 1 and data.unlabeled_ratio >= 0")
+        _check(self.prefetch_shards >= 1, "data.prefetch_shards must be >= 1")
         _check(len(self.mean) == 3 and len(self.std) == 3, "data.mean and data.std need 3 values")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from svformer.config import Config
-from svformer.data.sources import read_manifest
+from svformer.data.sources import is_prep_dir, read_manifest
 from svformer.errors import UserError
 from svformer.lists import read_class_names
 
@@ -42,7 +42,7 @@ def data_info(cfg: Config) -> dict:
     prep: dict = {}
     names = None
     for spec in (cfg.data.labeled, cfg.data.val, cfg.data.unlabeled):
-        if not Path(spec).is_dir():
+        if not is_prep_dir(spec):  # a local or remote (s3://, http://) prep directory
             continue
         try:
             manifest = read_manifest(spec)

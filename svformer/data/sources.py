@@ -16,6 +16,7 @@ from pathlib import Path
 
 import braceexpand
 
+from svformer import storage
 from svformer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ def is_url(item: str) -> bool:
     return bool(_URL_SCHEME.match(item)) and not re.match(r"^[A-Za-z]:[\\/]", item)
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path | str) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(storage.read_bytes(path) if storage.is_remote(path) else Path(path).read_text())
     except OSError as err:
         raise UserError(f"{path}: cannot read the manifest ({err.strerror or err})") from None
     except json.JSONDecodeError as err:
@@ -52,11 +53,16 @@ def read_manifest(directory: str | Path) -> dict:
     Raises:
         UserError: the directory or its manifest is missing or unreadable.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"shard directory {directory} does not exist; run `python cli.py prep --out {directory}` first")
-    main = directory / "manifest.json"
-    parts = [main] if main.is_file() else sorted(directory.glob("manifest*.json"))
+    if storage.is_remote(directory):
+        parts = _remote_manifests(str(directory))
+    else:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise UserError(
+                f"shard directory {directory} does not exist; run `python cli.py prep --out {directory}` first"
+            )
+        main = directory / "manifest.json"
+        parts = [main] if main.is_file() else sorted(directory.glob("manifest*.json"))
     if not parts:
         raise UserError(f"{directory}: no manifest.json; is this a prep output directory?")
     manifests = [_read_json(p) for p in parts]
@@ -108,8 +114,52 @@ def _directory_urls(directory: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def is_prep_dir(spec: str | Path) -> bool:
+    """True for a local directory, and for a remote URL that names a directory (prep's output) rather
+    than shards: no brace pattern, no `.tar`/`.tgz` ending."""
+    text = str(spec).strip()
+    if storage.is_remote(text):
+        return not re.search(r"[{},\s]|\.(tar|tgz|tar\.gz)$", text)
+    return Path(text).expanduser().is_dir()
+
+
+def _remote_names(directory: str) -> list[str]:
+    """The file names a remote directory lists (S3: its prefix; HTTP: the links of its index page)."""
+    try:
+        return storage.list_names(directory)
+    except storage.RemoteError as err:
+        raise UserError(f"{err}; check the URL, AWS_ENDPOINT_URL and credentials") from None
+
+
+def _remote_manifests(directory: str) -> list[str]:
+    """The manifest URL(s) of a remote prep directory: manifest.json, else its listed part manifests
+    (`manifest*.json`); [] when there is none."""
+    main = storage.join(directory, "manifest.json")
+    try:
+        if storage.exists(main):
+            return [main]
+    except storage.RemoteError as err:
+        raise UserError(f"{err}; check the URL, AWS_ENDPOINT_URL and credentials") from None
+    return [storage.join(directory, n) for n in _remote_names(directory) if re.fullmatch(r"manifest.*\.json", n)]
+
+
+def _remote_directory_urls(directory: str) -> list[str]:
+    """The shards of a remote prep directory: those its manifest(s) list, else every listed `*.tar`.
+    Missing ones are found by the probe and the streams (one stat per shard would be slow)."""
+    if _remote_manifests(directory):
+        manifest = read_manifest(directory)
+        names = [s["name"] if isinstance(s, dict) else str(s) for s in manifest.get("shards", [])]
+    else:
+        names = [n for n in _remote_names(directory) if n.endswith(".tar") and not n.startswith(".")]
+    if not names:
+        raise UserError(f"{directory}: no shards (*.tar) there; run `python cli.py prep --out {directory}`")
+    return [storage.join(directory, n) for n in names]
+
+
 def _expand_item(item: str) -> list[str]:
     """One spec item: a directory, a URL, a (brace pattern of) local file(s); missing files are kept."""
+    if storage.is_remote(item):
+        return _remote_directory_urls(item) if is_prep_dir(item) else list(braceexpand.braceexpand(item))
     path = Path(item).expanduser()
     if path.is_dir():
         return _directory_urls(path)
@@ -160,4 +210,5 @@ def shard_urls(spec: str | Path | Sequence[str | Path]) -> list[str]:
         )
     for url in missing:
         log.warning("%s: no such shard; the stream will skip it", url)
+    storage.probe(urls, str(spec))  # no server, bucket or permission: one line now, not 1000 faults later
     return urls

@@ -17,6 +17,7 @@ import webdataset as wds
 
 from svformer.config import Config, parse_views
 from svformer.data import samples
+from svformer.data.prefetch import RemoteShards
 from svformer.data.sources import shard_urls
 from svformer.data.stages import (
     MAX_EVENTS,
@@ -100,6 +101,7 @@ def _training_stream(
         # Infinite: each (rank, worker, resume point) draws its own shard order with replacement, so
         # ranks never share an order and any number of shards feeds any number of workers.
         wds.ResampledShards(urls, seed=seed, worker_seed=seeds, deterministic=True),
+        RemoteShards(cfg.data.prefetch_shards),  # s3://, http(s):// shards: downloaded ahead, in parallel
         stats.track_shards,
         TarSamples(stats.tar_error),  # local shards: headers + JSON only; frames read when sliced
         DecodeSamples(make_clip, stats, seeds, "clips"),  # random clip start; only its JPEG bytes kept
@@ -216,6 +218,7 @@ def eval_loader(
     pipeline = wds.DataPipeline(
         wds.SimpleShardList(urls),
         *([SplitShards(rank, world_size)] if by_shard else []),
+        RemoteShards(cfg.data.prefetch_shards),
         stats.track_shards,
         TarSamples(stats.tar_error),
         *([] if by_shard else [SplitSamples(rank, world_size, stats, max_videos)]),

@@ -129,7 +129,10 @@ class TarSamples:
     def __call__(self, src: Iterable[dict]) -> Iterator[dict]:
         for shard in src:
             url = shard["url"]
-            path = local_path(url)
+            if "error" in shard:  # a remote shard that could not be fetched (prefetch.RemoteShards)
+                self.handler(shard["error"])
+                continue
+            path = shard.get("local") or local_path(url)  # a remote shard's downloaded copy, or a local one
             yield from (_streamed(url, self.handler) if path is None else _local_samples(url, path, self.handler))
 
 

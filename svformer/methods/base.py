@@ -14,14 +14,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from svformer.config import Config
-from svformer.data import Stream, read_manifest
+from svformer.data import Stream, read_manifest, shard_urls
+from svformer.data.sources import is_prep_dir
 from svformer.errors import UserError
 from svformer.model import build_from_config
 from svformer.weight_import import load_configured_init
@@ -149,7 +149,9 @@ def check_class_shards(cfg: Config, roles: tuple[str, ...]) -> int:
     num_labeled = 0
     for role in roles:
         spec = getattr(cfg.data, role)
-        if not Path(spec).is_dir():
+        if "://" in str(spec):
+            shard_urls(spec)  # remote: probed now, so an unreachable store is one line before the engine starts
+        if not is_prep_dir(spec):
             continue  # a pattern or URLs: checked when the stream opens
         manifest = read_manifest(spec)
         labels = [int(k) for k in manifest.get("classes", {}) if int(k) >= 0]
