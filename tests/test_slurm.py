@@ -19,10 +19,9 @@ from _slurm import LocalSlurm, install
 
 PREP_ARRAY = ROOT / "configs" / "slurm" / "prep_array.sbatch"
 TRAIN = ROOT / "configs" / "slurm" / "train.sbatch"
-# Processes per node in the training jobs. 1 runs `cli.py train` without the DeepSpeed launcher:
-# under the launcher a scancel signals every rank twice (Slurm, then the launcher), which stops a
-# rank at once instead of saving (issue 23 item 1, fixed on another branch).
-PROCS = 1
+# Processes per node in the signalled training jobs: 2 runs the DeepSpeed launcher form (hostfile,
+# --no_ssh, --node_rank), where a scancel reaches every rank twice (Slurm, then the launcher).
+PROCS = 2
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL")
 
 
@@ -182,16 +181,16 @@ def test_scancel_leaves_a_checkpoint_and_the_resubmitted_job_resumes_from_it(slu
     saved = {p.name for p in (run / "checkpoints" / f"step-{step:06d}").glob("rng-rank*.pt")}
     assert saved == {f"rng-rank{rank}.pt" for rank in range(PROCS)}
 
-    # resubmitted with 2 processes: the DeepSpeed launcher form (hostfile, --no_ssh, --node_rank)
+    # resubmitted with 1 process (`cli.py train`, no launcher): it resumes the 2-process checkpoint
     log = tmp_path / "train-2.out"
-    job = _train_job(slurm, config, log, train_args=("--set", f"train.max_steps={step + 2}"), procs=2)
+    job = _train_job(slurm, config, log, train_args=("--set", f"train.max_steps={step + 2}"), procs=1)
     records = slurm.wait_for(job, _ended, 600, "ended")
     text = log.read_text()
     assert records[0]["JobState"] == "COMPLETED", text[-3000:]
-    assert f"resumed at step {step}" in text and "2 process(es)" in text
+    assert f"resumed at step {step}" in text and "1 process(es)" in text
     assert _metrics_step(run) == step + 2
     final = run / "checkpoints" / f"step-{step + 2:06d}"
-    assert {p.name for p in final.glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
+    assert {p.name for p in final.glob("rng-rank*.pt")} == {"rng-rank0.pt"}
 
 
 @pytest.mark.timeout(1200)
