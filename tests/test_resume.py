@@ -201,23 +201,7 @@ def test_sigterm_finishes_the_step_saves_and_the_same_command_resumes(demo_shard
     step = int(stopped[-1].split("after step ")[1].split(";")[0])
     assert (run / "checkpoints" / f"step-{step:06d}" / "index.json").exists()
 
-    # under the launcher: SIGTERM to the launcher, which terminates both ranks; they agree, save, exit
-    proc = subprocess.Popen(
-        launcher("train", "--config", str(config)),
-        cwd=ROOT,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for_step(run, step + 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    saved = sorted((run / "checkpoints").glob("step-??????"), key=lambda p: p.name)
-    later = int(saved[-1].name.split("-")[1])
-    assert later > step and (saved[-1] / "index.json").exists(), stderr[-3000:]
-    assert {p.name for p in saved[-1].glob("rng-rank*.pt")} == {"rng-rank0.pt", "rng-rank1.pt"}
-
-    result = cli("train", "--config", str(config), "--set", f"train.max_steps={later + 1}")
+    # (a signal to every process of a launcher job, once or twice: tests/test_preemption.py)
+    result = cli("train", "--config", str(config), "--set", f"train.max_steps={step + 1}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed at step {later}" in result.stdout + result.stderr
+    assert f"resumed at step {step}" in result.stdout + result.stderr
