@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,48 +19,16 @@ from torch import nn
 from svformer.config import ModelConfig
 from svformer.errors import UserError
 from svformer.interchange.hf import load_hf
-from svformer.model import resize_pos_embed, resize_time_embed
 from svformer.run_dir import load_trained
+from svformer.state_dicts import first_names, fit_embeddings, read_file, shape_mismatches, unwrap
 
 log = logging.getLogger(__name__)
 
 # ImageNet classifier parts a video model never uses.
 _IMAGENET_DROPPED = re.compile(r"^(head|head_dist|fc_norm|pre_logits|dist_token)(\.|$)")
-_CONTAINER_KEYS = ("model_state", "state_dict", "model", "module")
 
 
 # ---------------------------------------------------------------- reading
-
-
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    """A flat {name: tensor} from a .safetensors / torch file (container dicts unwrapped)."""
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"checkpoint {path} could not be read ({first})") from None
-    return _unwrap(obj, str(path))
-
-
-def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    """Find the state dict inside common containers ({"model_state": ...}, {"model": ...}) and drop DDP's `module.`."""
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            raise UserError(f"{source}: no state dict found (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
-        obj = inner
-    if not isinstance(obj, Mapping):
-        raise UserError(f"{source}: expected a state dict, found {type(obj).__name__}")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
 
 
 def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -98,32 +65,6 @@ def _read_npz(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
     return vit.state_dict()
 
 
-def _fit_embeddings(state: dict[str, torch.Tensor], model: nn.Module) -> None:
-    """Resize pos_embed / time_embed in `state` (in place) to the model's grid and T when only those differ."""
-    pos, time = state.get("pos_embed"), state.get("time_embed")
-    if (
-        pos is not None
-        and pos.shape != model.pos_embed.shape
-        and pos.shape[-1] == model.embed_dim
-        and math.isqrt(pos.shape[1] - 1) ** 2 == pos.shape[1] - 1
-    ):
-        state["pos_embed"] = resize_pos_embed(pos, model.grid_size)
-    if time is not None and time.shape != model.time_embed.shape and time.shape[-1] == model.embed_dim:
-        state["time_embed"] = resize_time_embed(time, model.time_embed.shape[1])
-
-
-def _shape_mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
-    return [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in state.items()
-        if k in target and v.shape != target[k].shape
-    ]
-
-
-def _first(names: list[str], n: int = 5) -> str:
-    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
-
-
 # ---------------------------------------------------------------- ImageNet ViT
 
 
@@ -140,7 +81,7 @@ def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]
         UserError: unreadable file or a shape mismatch (e.g. another embed dim), naming the first key.
     """
     path = Path(path)
-    source = _read_npz(path, model) if path.suffix == ".npz" else _read_file(path)
+    source = _read_npz(path, model) if path.suffix == ".npz" else read_file(path)
     target = model.state_dict()
     state: dict[str, torch.Tensor] = {}
     report: dict[str, list[str]] = {"loaded": [], "from_spatial": [], "skipped": [], "missing": []}
@@ -155,8 +96,8 @@ def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]
         if spatial != key and spatial in state:
             state[key] = state[spatial]
             report["from_spatial"].append(key)
-    _fit_embeddings(state, model)
-    bad = _shape_mismatches(state, target)
+    fit_embeddings(state, model)
+    bad = shape_mismatches(state, target)
     if bad:
         raise UserError(
             f"{path}: weights do not fit this model; first mismatch {bad[0]}"
@@ -164,7 +105,7 @@ def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]
         )
     report["missing"] = [k for k in target if k not in state]
     if not report["loaded"]:
-        raise UserError(f"{path}: no ViT weights recognised (keys like {_first(list(source), 3)})")
+        raise UserError(f"{path}: no ViT weights recognised (keys like {first_names(list(source), 3)})")
     model.load_state_dict(state, strict=False)
     log.info(
         "ImageNet init from %s: %d loaded, %d temporal copied from spatial, %d skipped (%s), %d left at init (%s)",
@@ -172,9 +113,9 @@ def load_imagenet_vit(model: nn.Module, path: str | Path) -> dict[str, list[str]
         len(report["loaded"]),
         len(report["from_spatial"]),
         len(report["skipped"]),
-        _first(report["skipped"], 3),
+        first_names(report["skipped"], 3),
         len(report["missing"]),
-        _first(report["missing"], 3),
+        first_names(report["missing"], 3),
     )
     return report
 
@@ -210,19 +151,19 @@ def load_official(model: nn.Module, path_or_state_dict: str | Path | Mapping[str
     """
     if isinstance(path_or_state_dict, Mapping):
         source = "state dict"
-        raw = _unwrap(path_or_state_dict, source)
+        raw = unwrap(path_or_state_dict, source)
     else:
         source = str(path_or_state_dict)
-        raw = _read_file(Path(path_or_state_dict))
+        raw = read_file(Path(path_or_state_dict))
     state, original = _official_to_ours(raw)
     target = model.state_dict()
-    _fit_embeddings(state, model)
+    fit_embeddings(state, model)
     missing = [k for k in target if k not in state]
     unexpected = [original[k] for k in state if k not in target]
-    bad = _shape_mismatches(state, target)
+    bad = shape_mismatches(state, target)
     if missing or unexpected or bad:
         parts = [
-            f"{len(v)} {what} ({_first(v)})"
+            f"{len(v)} {what} ({first_names(v)})"
             for what, v in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", bad))
             if v
         ]
@@ -265,17 +206,17 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, option: str = "-
     if not state:
         raise UserError(
             f"{source}: not a masked-video pretraining checkpoint (no {ENCODER_PREFIX}* weights, keys like "
-            f"{_first(list(student), 3)}); use model.official_init for a trained classifier"
+            f"{first_names(list(student), 3)}); use model.official_init for a trained classifier"
         )
     target = model.state_dict()
     fresh = [k for k in target if k.startswith("head.")]
-    _fit_embeddings(state, model)
+    fit_embeddings(state, model)
     missing = [k for k in target if k not in state and k not in fresh]
     unexpected = [k for k in state if k not in target or k in fresh]
-    bad = _shape_mismatches(state, target)
+    bad = shape_mismatches(state, target)
     if missing or unexpected or bad:
         parts = [
-            f"{len(v)} {what} ({_first(v, 2)})"
+            f"{len(v)} {what} ({first_names(v, 2)})"
             for what, v in (("shape mismatches", bad), ("missing keys", missing), ("unexpected keys", unexpected))
             if v
         ]
@@ -293,7 +234,7 @@ def load_pretrained_encoder(model: nn.Module, path: str | Path, option: str = "-
         weights.step,
         len(state),
         dropped,
-        _first(fresh, 2),
+        first_names(fresh, 2),
     )
     return {"source": str(source), "step": weights.step, "loaded": len(state), "dropped": dropped, "fresh": fresh}
 

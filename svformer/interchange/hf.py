@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from svformer.errors import UserError
+from svformer.state_dicts import first_names, fit_embeddings, read_file, shape_mismatches
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ def read_hf_dir(path: str | Path) -> tuple[Any, dict[str, torch.Tensor]]:
     Raises:
         UserError: not a directory, no config.json, another model type, or no readable weights.
     """
-    from svformer.weight_import import _read_file
 
     path = Path(path)
     what = f"model.hf_init={path}"
@@ -140,7 +140,7 @@ def read_hf_dir(path: str | Path) -> tuple[Any, dict[str, torch.Tensor]]:
         raise UserError(f"{what}: config.json but no model.safetensors or pytorch_model.bin beside it")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(_read_file(file))
+        state.update(read_file(file))
     return config, state
 
 
@@ -181,7 +181,6 @@ def load_hf(model: nn.Module, path: str | Path) -> dict[str, Any]:
     Raises:
         UserError: not a TimeSformer directory, or one whose sizes or weights do not fit the model (one line).
     """
-    from svformer.weight_import import _first, _fit_embeddings, _shape_mismatches
 
     config, raw = read_hf_dir(path)
     what = f"model.hf_init={path}"
@@ -209,14 +208,14 @@ def load_hf(model: nn.Module, path: str | Path) -> dict[str, Any]:
     if not keep_head:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     before = {k: tuple(state[k].shape) for k in ("pos_embed", "time_embed") if k in state}
-    _fit_embeddings(state, model)
+    fit_embeddings(state, model)
     resized = [k for k, shape in before.items() if tuple(state[k].shape) != shape]
     missing = [k for k in target if k not in state and not k.startswith("head.")]
     unexpected = unknown + [k for k in state if k not in target]
-    bad = _shape_mismatches(state, target)
+    bad = shape_mismatches(state, target)
     if missing or unexpected or bad:
         parts = [
-            f"{len(v)} {kind} ({_first(v, 3)})"
+            f"{len(v)} {kind} ({first_names(v, 3)})"
             for kind, v in (("shape mismatches", bad), ("missing weights", missing), ("unexpected weights", unexpected))
             if v
         ]
@@ -225,7 +224,7 @@ def load_hf(model: nn.Module, path: str | Path) -> dict[str, Any]:
     kind = (config.architectures or ["TimesformerModel"])[0]
     if keep_head:
         names = [str(config.id2label.get(i, i)) for i in range(head_file.shape[0])]
-        head = f"kept ({len(names)} classes: {_first(names, 4)})"
+        head = f"kept ({len(names)} classes: {first_names(names, 4)})"
     else:
         head = "new (none there)" if head_file is None else f"new ({head_file.shape[0]} classes there)"
     log.info(
