@@ -17,10 +17,11 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
         env=env(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1400,
     )
 
 
+@pytest.mark.timeout(1500)  # 4 arms, each trained and scored in a fresh process; may build DeepSpeed's op
 def test_bench_compares_arms_on_a_given_config_with_overrides(demo_shards, tmp_path):
     config = tiny_config(demo_shards, tmp_path / "unused", tmp_path / "c.yaml", train={"warmup_steps": 1})
     results = tmp_path / "results"

@@ -24,6 +24,7 @@ def node_launchers(hostfile: Path, *args: str) -> list[list[str]]:
     ]
 
 
+@pytest.mark.timeout(1500)  # 2 launchers, then 1x2, then 1 process: minutes on a loaded 2-core machine
 def test_two_nodes_train_and_checkpoint_then_resume_on_one_node_then_one_process(demo_shards, tmp_path):
     run = tmp_path / "run"
     config = tiny_config(

@@ -98,6 +98,7 @@ def _stop_by_group_signal(job: Job, run: Path, after: int, signum: int, times: i
     return steps[0], stderr
 
 
+@pytest.mark.timeout(1500)  # three launcher starts of 2 ranks each: minutes on a loaded 2-core machine
 def test_group_signals_to_a_launcher_job_save_once_each_and_the_same_command_resumes(demo_shards, tmp_path, jobs):
     run, config = _config(demo_shards, tmp_path)
     command = launcher("train", "--config", str(config))
