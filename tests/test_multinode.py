@@ -10,6 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from _runs import ROOT, VENV_BIN, _free_port, cli, env, launcher, tiny_config
 
 
